@@ -1,0 +1,53 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create the venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Pinned torch first: any looser requirement makes pip fetch several GB (STACK.md).
+TORCH := torch==2.14.1 torchvision==0.29.1
+export RAY_AUTH_MODE := disabled
+
+.PHONY: setup data demo test test-unit test-integration ui bench bench-quality clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Fashion-MNIST ships as a Debian package (31 MB, MIT): /usr/share/datasets/fashion-mnist
+data:
+	test -d /usr/share/datasets/fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)
+
+demo: setup
+	$(BIN)/visionsweep run examples/digits.yaml
+	$(BIN)/visionsweep ensemble --experiment digits-demo --top-k 1 3 10% 25% 50% 100%
+	$(BIN)/visionsweep report --experiment digits-demo
+	@echo
+	@echo "Browse every trial:  $(BIN)/visionsweep ui   then open http://127.0.0.1:5000"
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+test-unit: setup
+	$(BIN)/python -m pytest tests/unit
+
+# Benchmarks 1-5 (about 8.5 minutes on 2 cores): bench/results/*.json, summary.json and the table in bench/RESULTS.md.
+bench: setup data
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/logging_share.py
+	$(BIN)/python bench/asha_efficiency.py
+	$(BIN)/python bench/ensemble_scale.py
+	$(BIN)/python bench/ask_latency.py
+
+# Benchmark 6: a Fashion-MNIST sweep plus its ensemble, up to 60 minutes.
+bench-quality: setup data
+	$(BIN)/python bench/quality.py
+
+ui: setup
+	$(BIN)/visionsweep ui
+
+clean:
+	rm -rf mlflow.db mlartifacts mlruns ray_results test-output report-*.html

@@ -1,0 +1,122 @@
+"""Sweep pieces the bench scripts share: a config from a few numbers, a record of each result, a bare trial loop."""
+
+import contextlib
+import time
+from types import SimpleNamespace
+
+import _record  # noqa: F401  (puts src/ on the path before visionsweep is imported)
+import optuna
+from ray import tune
+
+from visionsweep import data
+from visionsweep.config import SweepConfig, parse_config
+from visionsweep.orchestrator import make_sampler
+from visionsweep.search_spaces import DefineByRun
+from visionsweep.trainables import classifier
+
+
+def sweep_config(name: str, **sections) -> SweepConfig:
+    """A validated config: `sweep_config("x", search={"trials": 4}, scheduler={"kind": "fifo"})`."""
+    return parse_config({"name": name, **sections}, source=f"bench config {name}")
+
+
+def planned_params(config: SweepConfig) -> list[dict]:
+    """The parameters the sweep's sampler will propose, in order (a random sampler ignores results, so they repeat)."""
+    if config.search.sampler != "random":
+        raise ValueError("only a random sampler's proposals are known before the sweep runs")
+    study = optuna.create_study(sampler=make_sampler(config.search, config.resources.concurrent))
+    space = DefineByRun(config.space)
+    planned = []
+    for _ in range(config.search.trials):
+        trial = study.ask()
+        space(trial)
+        planned.append(trial.params)
+    return planned
+
+
+def trial_data(config: SweepConfig) -> dict:
+    """The arrays a trial receives, exactly as run_sweep puts them into the object store."""
+    dataset = data.load(config.data)
+    split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed)
+    parts = ("train", "val", "test")
+    return {
+        **{f"x_{part}": dataset.images[getattr(split, part)] for part in parts},
+        **{f"y_{part}": dataset.labels[getattr(split, part)] for part in parts},
+        "classes": dataset.classes,
+    }
+
+
+@contextlib.contextmanager
+def without_ray(results: list):
+    """The trainable's `tune` module swapped for a stand-in that only collects its reports."""
+    stand_in = SimpleNamespace(
+        report=lambda metrics, checkpoint=None: results.append(metrics),
+        get_checkpoint=lambda: None,
+        Checkpoint=SimpleNamespace(from_directory=lambda path: path),
+    )
+    saved, classifier.tune = classifier.tune, stand_in
+    try:
+        yield
+    finally:
+        classifier.tune = saved
+
+
+def run_bare(config: SweepConfig, params: list[dict]) -> list[float]:
+    """Seconds of each trial run serially in this process: the same trainable, with no Ray, no MLflow."""
+    arrays = trial_data(config)
+    seconds, reports = [], []
+    with without_ray(reports):
+        for trial_params in params:
+            started = time.perf_counter()
+            classifier.train_classifier(trial_params, data=arrays, sweep=config)
+            seconds.append(time.perf_counter() - started)
+    if len(reports) != len(params) * config.scheduler.max_epochs:
+        raise RuntimeError(f"bare loop: {len(reports)} reports for {len(params)} trials")
+    return seconds
+
+
+class Timeline(tune.Callback):
+    """On the driver: when each trial started and ended, and every result in the order it arrived."""
+
+    def __init__(self, metric: str = "val_accuracy"):
+        self.metric = metric
+        self.started, self.ended, self.results = {}, {}, []
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started.setdefault(trial.trial_id, time.monotonic())
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.results.append(
+            {
+                "trial": trial.trial_id,
+                "epoch": int(result["epoch"]),
+                "value": float(result[self.metric]),
+                "seconds": float(result.get("time_this_iter_s", 0.0)),  # measured inside the trial
+                "at": time.monotonic(),
+            }
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ended[trial.trial_id] = time.monotonic()
+
+    on_trial_error = on_trial_complete
+
+    def trial_seconds(self) -> dict[str, float]:
+        """Per trial, the training time its results report (the work, as Ray's own clock inside the trial saw it)."""
+        totals = {}
+        for result in self.results:
+            totals[result["trial"]] = totals.get(result["trial"], 0.0) + result["seconds"]
+        return totals
+
+
+def spread(values) -> dict:
+    """min, median, max and the coefficient of variation: how noisy repeated identical work was."""
+    ordered = sorted(values)
+    mean = sum(ordered) / len(ordered)
+    variance = sum((v - mean) ** 2 for v in ordered) / max(1, len(ordered) - 1)
+    return {
+        "min": round(ordered[0], 3),
+        "median": round(ordered[len(ordered) // 2], 3),
+        "max": round(ordered[-1], 3),
+        "cv": round(variance**0.5 / mean, 4) if mean else None,
+    }

@@ -1,0 +1,313 @@
+"""`visionsweep` command line: validate, run, submit, resume, ensemble, promote, predict, report, ui, models, spaces, datasets."""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from visionsweep.config import ConfigError, load_config, resolve_tracking_uri
+
+UI_PORT = 5000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="visionsweep", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(command):
+        command.add_argument("config", help="sweep YAML file")
+        command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                             help="override a setting, e.g. --set search.trials=8 (repeatable)")
+
+    def with_tracking(command):
+        command.add_argument("--tracking-uri", help="MLflow tracking URI (default: config, "
+                             "then $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db)")
+
+    validate = commands.add_parser("validate", help="check a sweep file; exit 2 with the reason when it is wrong")
+    with_config(validate)
+
+    run = commands.add_parser("run", help="run a sweep")
+    with_config(run)
+    with_tracking(run)
+    run.add_argument("--storage-path", help="where Ray Tune keeps trial checkpoints (default ~/ray_results)")
+    run.add_argument("--address", help="an existing Ray cluster: auto or ray://HOST:10001 (default: local)")
+    run.add_argument("--verbose", action="store_true", help="show Ray's own progress tables and worker logs")
+
+    submit = commands.add_parser("submit", help="run a sweep on a Ray cluster as a job (config and code uploaded)")
+    with_config(submit)
+    submit.add_argument("--address", required=True, help="the cluster's job server, e.g. http://127.0.0.1:8265")
+    submit.add_argument("--tracking-uri", help="MLflow tracking URI as seen from the cluster (default: config, "
+                        "then the cluster's $MLFLOW_TRACKING_URI)")
+    submit.add_argument("--storage-path", help="checkpoint storage as seen from the cluster (default: config)")
+    submit.add_argument("--follow", action="store_true", help="print the job's log until it ends")
+
+    resume = commands.add_parser("resume", help="take over a sweep whose driver died (Tuner, Optuna study, MLflow runs)")
+    resume.add_argument("sweep", help="the sweep's MLflow parent run id, or an experiment name for its latest sweep")
+    with_tracking(resume)
+    resume.add_argument("--address", help="the Ray cluster: auto or ray://HOST:10001 (default: local)")
+    resume.add_argument("--verbose", action="store_true", help="show Ray's own progress tables and worker logs")
+
+    ensemble = commands.add_parser("ensemble", help="vote over the top-k trials of a sweep, or over registered models")
+    ensemble.add_argument("--experiment", help="the sweep's MLflow experiment (its `name`)")
+    ensemble.add_argument("--sweep", help="the sweep's parent run id (default: the experiment's latest sweep)")
+    ensemble.add_argument("--members", nargs="+", metavar="MODEL_URI",
+                          help="instead of a sweep: models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME (all versions)")
+    ensemble.add_argument("--top-k", nargs="+", default=["10%", "20%", "30%", "40%", "50%", "100%"],
+                          help="member counts or percentages, e.g. 1 5 10%%")
+    ensemble.add_argument("--voting", choices=["soft", "hard", "both"], default="both")
+    ensemble.add_argument("--greedy-rounds", type=int, default=50, help="rounds of greedy selection (Caruana)")
+    ensemble.add_argument("--thresholds", choices=["fixed", "global", "per_class"], default="per_class",
+                          help="multi-label decisions: 0.5, or tuned on validation (one, or one per class)")
+    with_tracking(ensemble)
+
+    promote = commands.add_parser("promote", help="register a trial's model or an ensemble behind a gated alias")
+    source = promote.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="a trial's MLflow run id")
+    source.add_argument("--ensemble", help="an ensemble's MLflow run id (from `visionsweep ensemble`)")
+    promote.add_argument("--name", required=True, help="the registered model's name")
+    promote.add_argument("--alias", default="champion")
+    promote.add_argument("--force", action="store_true", help="promote even when the alias holder scored higher on test")
+    with_tracking(promote)
+
+    predict = commands.add_parser("predict", help="predict image files or folders with a registered model, to CSV")
+    predict.add_argument("--model", required=True, help="models:/NAME@ALIAS (or any MLflow model URI)")
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    predict.add_argument("--output", default="predictions.csv", help="CSV file to write (- for stdout)")
+    predict.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    with_tracking(predict)
+    report = commands.add_parser("report", help="write a sweep's HTML report and log it to the sweep's run")
+    report.add_argument("--sweep", help="the sweep's parent run id (default: the latest sweep of --experiment)")
+    report.add_argument("--experiment", help="the sweep's MLflow experiment (its `name`)")
+    report.add_argument("--output", help="where to write the page (default: report-RUNID.html here)")
+    with_tracking(report)
+
+    ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1")
+    with_tracking(ui)
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=UI_PORT)
+    ui.add_argument("--artifacts-destination", help="where the server stores uploaded artifacts")
+
+    commands.add_parser("models", help="list registered models and their parameters")
+    commands.add_parser("spaces", help="list named search spaces (compose them: space: [cnn_architecture, sgd])")
+    commands.add_parser("datasets", help="list registered datasets")
+
+    args = parser.parse_args(argv)
+    # A bar per downloaded artifact drowns the ensemble table.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    except LookupError as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return 1
+
+
+def cmd_validate(args) -> int:
+    config = load_config(args.config, args.set)
+    trials = (f"{sum(map(len, config.search.values.values()))} coordinate trials at most"
+              if config.search.strategy == "coordinate" else f"{config.search.trials} trials")
+    repeats = f" x {config.search.repeats} seeds" if config.search.repeats > 1 else ""
+    print(f"{args.config}: ok ({trials}{repeats} of model {config.model} on {config.data.dataset})")
+    return 0
+
+
+def cmd_run(args) -> int:
+    config = load_config(args.config, args.set)  # fails here, before Ray starts
+    from visionsweep.orchestrator import run_sweep
+
+    uri = resolve_tracking_uri(args.tracking_uri, config)
+    result = run_sweep(config, uri, storage_path=args.storage_path, address=args.address, verbose=args.verbose)
+    return report_sweep(config, result, uri)
+
+
+def report_sweep(config, result, uri) -> int:
+    from visionsweep.outcome import Outcome
+
+    counts = ", ".join(f"{result.count(o)} {o.value}" for o in Outcome)
+    print(f"\nsweep {config.name!r} {result.status.lower()} in {result.wall_seconds:.1f} s: "
+          f"{len(result.records)} trials ({counts})")
+    best = result.best(config.search.mode)
+    if best:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in best.test_scores.items())
+        print(f"best trial {best.trial_id} (MLflow run {best.run_id}): {config.search.metric} {best.best_val:.4f}, {scores}")
+        print("  " + ", ".join(f"{k}={_short(v)}" for k, v in best.params.items()))
+    share = result.mlflow_seconds / result.wall_seconds
+    print(f"MLflow calls: {result.mlflow_seconds:.1f} s ({share:.1%} of wall time); sweep run {result.sweep_run_id}")
+    print(f"ensemble: visionsweep ensemble --experiment {config.name} --tracking-uri {uri}")
+    print(f"browse:   visionsweep ui --tracking-uri {uri}   then open http://127.0.0.1:{UI_PORT}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    config = load_config(args.config, args.set)
+    from visionsweep.orchestrator import submit_sweep
+
+    _, status = submit_sweep(config, args.address, args.tracking_uri, args.storage_path, follow=args.follow)
+    if status is None:
+        return 0
+    print(f"job {status.value.lower()}")
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def cmd_resume(args) -> int:
+    from visionsweep.orchestrator import resume_sweep
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    config, result = resume_sweep(args.sweep, uri, address=args.address, verbose=args.verbose)
+    return report_sweep(config, result, uri)
+
+
+def cmd_ensemble(args) -> int:
+    from visionsweep import tracking
+    from visionsweep.ensemble import parse_top_k, run_ensemble
+
+    for k in args.top_k:
+        try:
+            parse_top_k(k)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    if not (args.experiment or args.sweep or args.members):
+        raise ConfigError("give --experiment (its latest sweep), --sweep RUN_ID or --members MODEL_URI ...")
+    if args.greedy_rounds < 1:
+        raise ConfigError(f"--greedy-rounds {args.greedy_rounds}: must be at least 1")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    client = tracking.TimedClient(uri)
+    sweep = None if args.members else args.sweep or tracking.latest_sweep(client, args.experiment)
+    try:
+        table = run_ensemble(client, sweep, args.top_k, args.voting, args.greedy_rounds, args.thresholds, args.members)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    print(f"ensemble of {'sweep ' + sweep if sweep else ' '.join(args.members)} (run {table.run_id}):")
+    print(table.format())
+    print(f"register it: visionsweep promote --ensemble {table.run_id} --name NAME --tracking-uri {uri}")
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from visionsweep import registry
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    client = MlflowClient(uri, registry_uri=uri)
+    candidate = (registry.ensemble_candidate(client, args.ensemble) if args.ensemble
+                 else registry.trial_candidate(client, args.run))
+    try:
+        version = registry.promote(client, candidate, args.name, args.alias, args.force)
+    except registry.GateRefused as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"registered {args.name} version {version.version} ({candidate.kind} run {candidate.source_run_id}, "
+          f"test {candidate.measure} {candidate.test_score:.4f}) as models:/{args.name}@{args.alias}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from visionsweep import registry
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    output = sys.stdout if args.output == "-" else open(args.output, "w", newline="")
+    try:
+        predicted, failed = registry.predict_files(args.model, uri, args.paths, output, args.batch_size)
+    finally:
+        if output is not sys.stdout:
+            output.close()
+    where = "" if args.output == "-" else f" to {args.output}"
+    print(f"{predicted} images predicted, {failed} unreadable{where}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args) -> int:
+    if not (args.sweep or args.experiment):
+        raise ConfigError("report: give --sweep RUN_ID or --experiment NAME (its latest sweep)")
+    from visionsweep import tracking
+    from visionsweep.report import REPORT_ARTIFACT, write_report
+
+    started = time.perf_counter()
+    client = tracking.TimedClient(resolve_tracking_uri(args.tracking_uri))
+    sweep = args.sweep or tracking.latest_sweep(client, args.experiment)
+    path = write_report(client, sweep, args.output)
+    print(f"report of sweep {sweep} in {time.perf_counter() - started:.1f} s, also logged to that run as {REPORT_ARTIFACT}:")
+    print(path)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    uri = resolve_tracking_uri(args.tracking_uri)
+    command = server_command(uri, args.host, args.port, args.artifacts_destination)
+    print(f"MLflow UI for {uri} at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    try:
+        return subprocess.call(command, env=server_environment())
+    except KeyboardInterrupt:
+        return 0
+
+
+def server_command(uri: str, host: str, port: int, artifacts_destination: str | None = None) -> list[str]:
+    """`mlflow server` with low-memory settings: one worker (STACK.md: 2 processes, ~560 MB, not 13)."""
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+               "--host", host, "--port", str(port), "--workers", "1"]
+    if artifacts_destination:
+        command += ["--artifacts-destination", artifacts_destination]
+    return command
+
+
+def server_environment() -> dict[str, str]:
+    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def cmd_models(args) -> int:
+    from visionsweep import models
+
+    for name in models.names():
+        params = ", ".join(f"{k}={v!r}" for k, v in models.parameters(name).items())
+        per_layer = ", ".join(f"{kind}{{i}}.{field}" for kind, fields in models.layer_parameters(name).items()
+                              for field in fields)
+        print(f"{name}: {params}" + (f"; per layer: {per_layer}" if per_layer else ""))
+    return 0
+
+
+def cmd_spaces(args) -> int:
+    from visionsweep import search_spaces
+
+    for name in search_spaces.names():
+        named = search_spaces.get(name)
+        fits = ", ".join(named.models) if named.models else "any model"
+        print(f"{name}: {named.description} ({fits})")
+        for parameter, distribution in named.space.items():
+            print(f"    {parameter}: {distribution}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from visionsweep import data
+
+    print("\n".join(data.names()))
+    return 0
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "run": cmd_run,
+    "submit": cmd_submit,
+    "resume": cmd_resume,
+    "ensemble": cmd_ensemble,
+    "promote": cmd_promote,
+    "predict": cmd_predict,
+    "report": cmd_report,
+    "ui": cmd_ui,
+    "models": cmd_models,
+    "spaces": cmd_spaces,
+    "datasets": cmd_datasets,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

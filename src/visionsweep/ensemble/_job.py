@@ -1,0 +1,287 @@
+"""The ensemble job: every voting method over the members' stored predictions, one run under the sweep."""
+
+import json
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from mlflow.entities import Metric
+
+from visionsweep import metrics
+from visionsweep.ensemble._members import Members
+from visionsweep.ensemble.agreement import mean_off_diagonal, member_agreement
+from visionsweep.ensemble.selection import fit_weights, greedy_selection
+from visionsweep.ensemble.voting import hard_vote, soft_vote
+from visionsweep.tracking._store import TAG_KIND, TAG_PARENT
+from visionsweep.trainables import PREDICTIONS_FILE
+
+DEFAULT_TOP_K = ["10%", "20%", "30%", "40%", "50%", "100%"]
+THRESHOLDS = ("fixed", "global", "per_class")  # multi-label decisions: 0.5, or tuned on validation
+ENSEMBLE_FILE = "ensemble.json"  # the final ensemble, as `visionsweep promote --ensemble` registers it
+PLOT_FILE = "score_vs_k.png"
+CURVE_POINTS = 100  # values of k scored for the plot
+
+
+@dataclass
+class EnsembleTable:
+    measure: str  # e.g. "accuracy"
+    best_single: float  # test score of the member with the best validation score
+    rows: list[dict]  # per top-k: {"k", "label", "members", "val_soft", "soft", "val_hard", "hard"} (soft/hard: test)
+    methods: list[dict] = field(default_factory=list)  # greedy and weighted: {"method", "members", "val", "test"}
+    final: dict = field(default_factory=dict)  # the best on validation: {"name", "method", "weights", "thresholds", "val", "test"}
+    curve: dict = field(default_factory=dict)  # every k: {"k", "val_soft", "test_soft", "val_hard", "test_hard"}
+    agreement: dict = field(default_factory=dict)  # mean pairwise disagreement / error correlation on the test rows
+    matrices: dict = field(default_factory=dict, repr=False)  # agreement matrices (members x members)
+    run_id: str = ""
+
+    def format(self) -> str:
+        def cell(row, key):
+            return f"{row[key]:.4f}" if key in row else "-"
+
+        lines = [f"{'':<18} {'members':>8} {'val soft':>9} {'test soft':>9} {'val hard':>9} {'test hard':>9}"
+                 f"   ({self.measure})"]
+        for row in self.rows:
+            lines.append(f"{'top ' + row['label']:<18} {row['members']:>8} {cell(row, 'val_soft'):>9} "
+                         f"{cell(row, 'soft'):>9} {cell(row, 'val_hard'):>9} {cell(row, 'hard'):>9}")
+        for row in self.methods:
+            lines.append(f"{row['method']:<18} {row['members']:>8} {row['val']:>9.4f} {row['test']:>9.4f}")
+        lines.append(f"{'best single':<18} {1:>8} {'':>9} {self.best_single:>9.4f}")
+        if self.final:
+            thresholds = "" if self.final["thresholds"] is None else f", thresholds {_short(self.final['thresholds'])}"
+            lines.append(f"final (best on validation): {self.final['name']}: val {self.final['val']:.4f}, "
+                         f"test {self.final['test']:.4f}{thresholds}")
+        if self.agreement:
+            lines.append("agreement on test rows: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in self.agreement.items()))
+        return "\n".join(lines)
+
+
+def parse_top_k(value: str) -> tuple[float, bool]:
+    """'5' -> (5, False); '10%' -> (10.0, True)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(%?)", value.strip())
+    if not match or float(match.group(1)) <= 0 or (match.group(2) and float(match.group(1)) > 100):
+        raise ValueError(f"--top-k {value!r}: expected a count (5) or a percentage up to 100% (10%)")
+    return float(match.group(1)), bool(match.group(2))
+
+
+def members_for(k: tuple[float, bool], available: int) -> int:
+    amount, percent = k
+    return max(1, min(available, round(available * amount / 100) if percent else int(amount)))
+
+
+def build_table(
+    members: Members, top_k: list[str] = DEFAULT_TOP_K, voting: str = "both", greedy_rounds: int = 50,
+    thresholds: str = "per_class",
+) -> EnsembleTable:
+    """Scores every method on the validation and test rows. Everything is chosen on validation only."""
+    val, test = members.val_probs, members.test_probs
+    y_val, y_test = members.val_labels, members.test_labels
+    multilabel, count = members.multilabel, len(val)
+    measure = metrics.primary_measure(y_test)
+
+    def score(probs, labels, cut=None):
+        return metrics.scores(probs, labels, threshold=0.5 if cut is None else cut)[measure]
+
+    def tuned(val_probs):  # multi-label thresholds for weighted probabilities; None for multi-class
+        return metrics.tune_thresholds(val_probs, y_val, thresholds) if multilabel else None
+
+    sizes = {}
+    for label in top_k:
+        sizes.setdefault(members_for(parse_top_k(label), count), label)
+    # The rows are points of the curve (multi-label: members centred on their own thresholds vote at 0.5).
+    curve = score_curve(members, voting, extra=list(sizes))
+    rows = []
+    for size, label in sorted(sizes.items()):
+        row = {"k": size, "label": label, "members": size}
+        at = curve["k"].index(size)
+        for method, key in (("soft", "soft"), ("hard", "hard")):
+            if f"test_{method}" in curve:
+                row.update({f"val_{key}": curve[f"val_{method}"][at], key: curve[f"test_{method}"][at]})
+        rows.append(row)
+
+    candidates = []  # (name, method, weights per member, thresholds, val score, test score)
+    half = np.full(len(members.classes), 0.5, np.float32) if multilabel else None  # centred members vote at 0.5
+    for row in rows:
+        weights = (np.arange(count) < row["k"]).astype(np.float64)
+        if "soft" in row:
+            candidates.append((f"soft top {row['label']}", "average", weights, half,
+                               row["val_soft"], row["soft"]))
+        if "hard" in row:
+            candidates.append((f"hard top {row['label']}", "hard", weights, half, row["val_hard"], row["hard"]))
+    methods = []
+    for name, weights in (
+        (f"greedy ({greedy_rounds} rounds)", greedy_selection(val, y_val, greedy_rounds).astype(np.float64)),
+        ("weighted soft", fit_weights(val, y_val)),
+    ):
+        used = weights > 0
+        val_probs, test_probs = soft_vote(val[used], weights[used]), soft_vote(test[used], weights[used])
+        cut = tuned(val_probs)
+        methods.append({"method": name, "members": int(used.sum()), "val": score(val_probs, y_val, cut),
+                        "test": score(test_probs, y_test, cut)})
+        candidates.insert(len(methods) - 1, (name, "average", weights, cut, methods[-1]["val"], methods[-1]["test"]))
+    # The best on validation; on a tie, the earlier candidate: greedy, weighted, then smaller top-k.
+    name, method, weights, cut, val_score, test_score = max(candidates, key=lambda c: c[4])
+    final = {"name": name, "method": method, "weights": weights / weights.sum(), "thresholds": cut,
+             "val": val_score, "test": test_score}
+
+    agreement = member_agreement(test, y_test)
+    summary = {"mean_pairwise_disagreement": mean_off_diagonal(agreement["disagreement"]),
+               "mean_error_correlation": mean_off_diagonal(agreement["error_correlation"])}
+    return EnsembleTable(measure, score(test[0], y_test), rows, methods, final, curve,
+                         {k: v for k, v in summary.items() if not np.isnan(v)}, agreement)
+
+
+def final_predictions(members: Members, final: dict) -> dict[str, np.ndarray]:
+    """The final ensemble's val and test scores, exactly as its registered model computes them."""
+    used = final["weights"] > 0
+    out = {}
+    for part, probs in (("val_probs", members.val_probs), ("test_probs", members.test_probs)):
+        if final["method"] == "hard":
+            out[part] = hard_vote(probs[used], members.multilabel)
+        else:
+            out[part] = soft_vote(probs[used], final["weights"][used])
+    return out
+
+
+def score_curve(
+    members: Members, voting: str = "both", points: int = CURVE_POINTS, extra: list[int] = (),
+) -> dict[str, list[float]]:
+    """Soft and hard voting scores of the top k members on validation and test, at up to `points` values
+    of k spread over 1..members plus the `extra` ones (each the same decision soft_vote / hard_vote makes)."""
+    count = len(members.val_probs)
+    ks = sorted(set(np.linspace(1, count, min(points, count)).round().astype(int).tolist()) | set(extra))
+    curve = {"k": ks}
+    for part, probs, labels in (("val", members.val_probs, members.val_labels),
+                                ("test", members.test_probs, members.test_labels)):
+        measure = metrics.primary_measure(labels)
+        rows = np.arange(probs.shape[1])
+        total = np.zeros(probs.shape[1:], dtype=np.float64)
+        votes = np.zeros(probs.shape[1:], dtype=np.float64)
+        soft, hard = [], []
+        for k, member in enumerate(probs, start=1):
+            total += member
+            if members.multilabel:
+                votes += member >= 0.5
+            else:
+                votes[rows, member.argmax(axis=1)] += 1
+            if k not in ks:
+                continue
+            if members.multilabel:
+                decided = np.where(2 * votes == k, total >= 0.5 * k, 2 * votes > k)  # a tie goes by the mean
+            else:
+                decided = votes + total / k / 2  # counts first; the mean breaks ties
+            if voting in ("soft", "both"):
+                soft.append(metrics.scores(total / k, labels)[measure])
+            if voting in ("hard", "both"):
+                hard.append(metrics.scores(decided.astype(np.float32), labels)[measure])
+        if soft:
+            curve[f"{part}_soft"] = soft
+        if hard:
+            curve[f"{part}_hard"] = hard
+    return curve
+
+
+def run_ensemble(
+    client, sweep_run_id: str | None = None, top_k: list[str] = DEFAULT_TOP_K, voting: str = "both",
+    greedy_rounds: int = 50, thresholds: str = "per_class", model_uris: list[str] | None = None,
+) -> EnsembleTable:
+    """Ensembles a sweep's trials (or the trials behind registered models) and logs a run under the sweep."""
+    from visionsweep.ensemble._members import load_members, registered_members, sweep_members
+
+    runs, names = registered_members(client, model_uris) if model_uris else sweep_members(client, sweep_run_id)
+    members = load_members(client, runs, names)
+    started = time.perf_counter()
+    table = build_table(members, top_k, voting, greedy_rounds, thresholds)
+    compute_seconds = time.perf_counter() - started
+    sweep = client.get_run(members.sweep_run_id)
+    run = client.create_run(
+        sweep.info.experiment_id,
+        run_name="ensemble",
+        tags={TAG_PARENT: members.sweep_run_id, TAG_KIND: "ensemble", "visionsweep.voting": voting,
+              "visionsweep.final": table.final["name"]},
+    )
+    table.run_id = run.info.run_id
+    status = "FAILED"
+    try:
+        _log(client, table, members, compute_seconds)
+        status = "FINISHED"
+    finally:
+        client.set_terminated(table.run_id, status)
+    return table
+
+
+def _log(client, table: EnsembleTable, members: Members, compute_seconds: float) -> None:
+    final = table.final
+    used = np.flatnonzero(final["weights"])
+    spec = {
+        "name": final["name"],
+        "method": final["method"],
+        "members": [{"run_id": members.run_ids[i], "weight": float(final["weights"][i]),
+                     "centre": members.member_thresholds[i]} for i in used],
+        "thresholds": None if final["thresholds"] is None else [float(t) for t in final["thresholds"]],
+        "measure": table.measure,
+        "val_score": final["val"],
+        "test_score": final["test"],
+        "classes": members.classes,
+        "multilabel": members.multilabel,
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        (folder / "ensemble_table.txt").write_text(table.format() + "\n")
+        (folder / "ensemble_table.json").write_text(json.dumps({
+            "measure": table.measure, "best_single": table.best_single, "rows": table.rows, "methods": table.methods,
+            "final": spec, "curve": table.curve, "agreement": table.agreement,
+            "members": members.run_ids, "member_names": members.names,
+        }, indent=1))
+        (folder / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=1))
+        np.savez(folder / PREDICTIONS_FILE, **final_predictions(members, final), classes=np.array(members.classes))
+        np.savez(folder / "agreement.npz", **table.matrices, members=np.array(members.run_ids))
+        plot_curve(table, folder / PLOT_FILE)
+        client.log_artifacts(table.run_id, str(folder))
+    now = int(time.time() * 1000)
+    values = [Metric(f"test_{table.measure}_best_single", table.best_single, now, 0),
+              Metric(f"val_{table.measure}_final", final["val"], now, 0),
+              Metric(f"test_{table.measure}_final", final["test"], now, 0),
+              Metric("load_seconds", members.load_seconds, now, 0),
+              Metric("compute_seconds", compute_seconds, now, 0)]
+    for row in table.rows:
+        for method in ("soft", "hard"):
+            if method in row:
+                values.append(Metric(f"test_{table.measure}_{method}", row[method], now, row["k"]))
+                values.append(Metric(f"val_{table.measure}_{method}", row[f"val_{method}"], now, row["k"]))
+    for row in table.methods:
+        key = row["method"].split(" ")[0]
+        values += [Metric(f"val_{table.measure}_{key}", row["val"], now, 0),
+                   Metric(f"test_{table.measure}_{key}", row["test"], now, 0)]
+    values += [Metric(key, value, now, 0) for key, value in table.agreement.items()]
+    client.log_batch(table.run_id, metrics=values)
+
+
+def plot_curve(table: EnsembleTable, path: Path) -> None:
+    """Score against k for soft and hard voting, with the greedy and weighted ensembles as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    ks = table.curve["k"]
+    for key, style in (("val_soft", "C0--"), ("test_soft", "C0-"), ("val_hard", "C1--"), ("test_hard", "C1-")):
+        if key in table.curve:
+            axes.plot(ks, table.curve[key], style, label=key.replace("_", " "))
+    for color, row in zip(("C2", "C3"), table.methods):
+        axes.axhline(row["test"], color=color, linestyle=":", label=f"{row['method']} test")
+    axes.axhline(table.best_single, color="gray", linestyle=":", label="best single test")
+    axes.set_xlabel("k (top members by validation score)")
+    axes.set_ylabel(table.measure + (" (threshold 0.5)" if table.measure == "micro_f1" else ""))
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _short(values) -> str:
+    values = np.asarray(values)
+    return f"{values[0]:.2f}" if np.all(values == values[0]) else "[" + " ".join(f"{v:.2f}" for v in values) + "]"

@@ -1,0 +1,74 @@
+"""Where a sweep keeps what it needs to be resumed, recorded as tags on its MLflow parent run.
+
+`visionsweep resume SWEEP` starts from the parent run alone: its config artifact, and these tags that
+say where Ray Tune's experiment (trial states, checkpoints, searcher snapshot) and the Optuna study live.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from visionsweep.config import SweepConfig
+
+DEFAULT_CHECKPOINTS = "~/ray_results"  # Ray Tune's own default
+STUDY_JOURNAL = "optuna.journal"
+TAG_TUNE_PATH = "visionsweep.tune_path"
+TAG_STUDY_STORAGE = "visionsweep.optuna_storage"
+TAG_STUDY_NAME = "visionsweep.study_name"
+
+
+@dataclass(frozen=True)
+class SweepState:
+    storage_root: str  # the checkpoint folder or URI that holds Tune's experiment
+    name: str  # Tune's experiment name, also the Optuna study's name
+    study_storage: str | None  # a journal file path or a database URL; None keeps the study in memory
+
+    @classmethod
+    def create(cls, config: SweepConfig, sweep_run_id: str, storage_path: str | None = None) -> "SweepState":
+        root = storage_path or config.storage.checkpoints or DEFAULT_CHECKPOINTS
+        if "://" not in root:
+            root = str(Path(root).expanduser().absolute())
+        name = f"{config.name}-{sweep_run_id[:8]}"
+        study = config.storage.optuna
+        if study is None and "://" not in root:
+            # A journal file: 22-62 ms per ask against 110-230 ms for SQLite (STACK.md), and safe for concurrent writers.
+            study = str(Path(root, name, STUDY_JOURNAL))
+        # Otherwise (cloud checkpoints, no database given) the study lives in memory and comes back from
+        # Tune's searcher snapshot, which may miss the last few trials' outcomes.
+        return cls(root.rstrip("/"), name, study)
+
+    @property
+    def tune_path(self) -> str:
+        return f"{self.storage_root}/{self.name}"
+
+    def tags(self) -> dict[str, str]:
+        return {TAG_TUNE_PATH: self.tune_path, TAG_STUDY_NAME: self.name, TAG_STUDY_STORAGE: self.study_storage or ""}
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> "SweepState":
+        root, _, name = tags[TAG_TUNE_PATH].rpartition("/")
+        return cls(root, name, tags.get(TAG_STUDY_STORAGE) or None)
+
+    def open_study_storage(self) -> optuna.storages.BaseStorage | None:
+        return open_study_storage(self.study_storage) if self.study_storage else None
+
+
+def open_study_storage(spec: str) -> optuna.storages.BaseStorage:
+    """A database URL (postgresql://..., sqlite:///...) or the path of a journal file."""
+    if "://" in spec:
+        # pool_pre_ping: a connection the database dropped (restart, idle timeout) is replaced, not failed.
+        return RDBStorage(spec, engine_kwargs={"pool_pre_ping": True})
+    Path(spec).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(spec))
+
+
+def close_abandoned_trials(study: optuna.Study) -> int:
+    """Marks FAIL the study trials still RUNNING when the sweep is over: proposed by a driver that died
+    before Ray recorded the trial, they never ran (Ray proposed a replacement). Returns how many."""
+    abandoned = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
+    for trial in abandoned:
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    return len(abandoned)

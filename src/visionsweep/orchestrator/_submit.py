@@ -1,0 +1,64 @@
+"""`visionsweep submit FILE --address http://HEAD:8265`: the sweep's driver runs on the cluster as a Ray job.
+
+The laptop only uploads and leaves: the resolved config (overrides applied) goes up in the job's working
+directory, and this checkout's `visionsweep` package goes up with it, so the cluster runs the code you
+submitted, on the dependencies its nodes installed (cluster.yaml).
+"""
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+import visionsweep
+from visionsweep.config import SweepConfig
+
+UPLOADED_CONFIG = "sweep.yaml"
+FOLLOW_POLL = 2.0  # seconds between status checks while waiting for a job to end
+
+
+def submit_sweep(
+    config: SweepConfig, address: str, tracking_uri: str | None = None, storage_path: str | None = None,
+    follow: bool = False,
+) -> tuple[str, JobStatus | None]:
+    """Submits the sweep as a Ray job; returns its id and, when following, its final status."""
+    client = JobSubmissionClient(address)
+    entrypoint = ["python", "-m", "visionsweep.cli", "run", UPLOADED_CONFIG]
+    if tracking_uri:  # else the cluster's MLFLOW_TRACKING_URI (cluster.yaml sets it on every node)
+        entrypoint += ["--tracking-uri", tracking_uri]
+    if storage_path:
+        entrypoint += ["--storage-path", storage_path]
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, UPLOADED_CONFIG).write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
+        job_id = client.submit_job(
+            entrypoint=" ".join(entrypoint),
+            runtime_env={
+                "working_dir": folder,
+                "py_modules": [str(Path(visionsweep.__file__).parent)],
+                "env_vars": {"RAY_AUTH_MODE": "disabled"},
+            },
+            metadata={"visionsweep.sweep": config.name},
+        )
+    print(f"submitted job {job_id} to {address}", flush=True)
+    if not follow:
+        print(f"follow it: ray job logs --address {address} --follow {job_id}")
+        return job_id, None
+    return job_id, follow_job(client, job_id)
+
+
+def follow_job(client: JobSubmissionClient, job_id: str) -> JobStatus:
+    """Prints the job's log as it grows; returns the job's final status."""
+
+    async def tail():
+        async for lines in client.tail_job_logs(job_id):
+            sys.stdout.write(lines)
+            sys.stdout.flush()
+
+    asyncio.run(tail())
+    while not (status := client.get_job_status(job_id)).is_terminal():
+        time.sleep(FOLLOW_POLL)
+    return status

@@ -1,0 +1,214 @@
+import os
+import time
+from dataclasses import dataclass
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from visionsweep import data, metrics, tracking
+from visionsweep.config import ConfigError, SweepConfig
+from visionsweep.orchestrator._searcher import CoordinateSearch, OptunaSearchWithPruning, make_sampler
+from visionsweep.orchestrator._state import SweepState, close_abandoned_trials
+from visionsweep.orchestrator.progress import SweepProgress
+from visionsweep.outcome import Outcome
+from visionsweep.search_spaces import CoordinateWalk, DefineByRun
+from visionsweep.trainables import train_classifier
+
+# Quiet Ray: no token auth prompt, no CSV/TensorBoard loggers (JSON only, for Tune's ResultGrid), no snapshot warning.
+RAY_ENVIRONMENT = {
+    "RAY_AUTH_MODE": "disabled",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+}
+
+
+BAD_IMAGES_ARTIFACT = "bad_images.txt"  # on the sweep run: one skipped file per line, with the reason
+
+
+@dataclass
+class SweepResult:
+    experiment: str
+    sweep_run_id: str
+    tracking_uri: str
+    status: str  # the parent run's final status
+    records: list  # tracking.TrialRecord, one per trial
+    study: optuna.Study | None
+    wall_seconds: float
+    mlflow_seconds: float  # spent in MLflow calls on the driver
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(r.outcome is outcome for r in self.records)
+
+    def best(self, mode: str):
+        scored = [r for r in self.records if r.best_val is not None]
+        if not scored:
+            return None
+        return (max if mode == "max" else min)(scored, key=lambda r: r.best_val)
+
+
+def run_sweep(
+    config: SweepConfig, tracking_uri: str, storage_path: str | None = None, address: str | None = None,
+    verbose: bool = False, callbacks: list[tune.Callback] = (),
+) -> SweepResult:
+    """Runs one sweep to the end. Every MLflow run it opened has a final status when this returns or raises.
+
+    `callbacks`: more Ray Tune callbacks on the driver, after the MLflow trial logger (the benchmarks time
+    Ray's stock MLflow logger and record each result's order this way).
+    """
+    started = time.monotonic()
+    dataset = data.load(config.data)
+    allowed = metrics.search_metrics(dataset.multilabel)
+    if config.search.metric not in allowed:  # known only now that the data says whether it is multi-label
+        kind = "multi-label" if dataset.multilabel else "multi-class"
+        raise ConfigError(f"search.metric {config.search.metric!r}: {config.data.dataset} is {kind}; allowed: {', '.join(allowed)}")
+    split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed)
+    client, experiment_id = tracking.connect(tracking_uri, config.name)
+    sweep_run_id = tracking.start_sweep(client, experiment_id, config, dataset, split)
+    state = SweepState.create(config, sweep_run_id, storage_path)
+    for key, value in state.tags().items():
+        client.set_tag(sweep_run_id, key, value)
+    log_dataset_report(client, sweep_run_id, dataset)
+    writer = tracking.BufferedClient(client)
+    logger = tracking.TrialLogger(writer, experiment_id, sweep_run_id, config, dataset.labels[split.test],
+                                  image_shape=dataset.images.shape[1:])
+    searcher = make_searcher(config, state)
+    print(f"sweep run {sweep_run_id}; if this driver dies: visionsweep resume {sweep_run_id}", flush=True)
+    # With --verbose, Ray's own tables take the terminal: progress then goes out as plain lines.
+    progress = SweepProgress(
+        config.search.trials, config.search.metric, config.search.mode, config.scheduler.max_epochs,
+        terminal=False if verbose else None,
+    )
+    status = "FAILED"
+    phases = {}  # seconds: startup (data, MLflow, Ray) until the Tuner starts, then the Tuner itself
+    try:
+        connect_ray(address, verbose)
+        tuner = build_tuner(
+            config, object_store_arrays(dataset, split), searcher, [logger, progress, *callbacks], state, verbose
+        )
+        phases["startup_seconds"] = time.monotonic() - started
+        tuner.fit()
+        phases["tune_seconds"] = time.monotonic() - started - phases["startup_seconds"]
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        progress.close()
+        study = getattr(searcher, "study", None)  # coordinate search has no Optuna study
+        result = finish(config, client, writer, logger, sweep_run_id, status, study, started, phases)
+    return result
+
+
+def make_searcher(config: SweepConfig, state: SweepState):
+    if config.search.strategy == "coordinate":
+        walk = CoordinateWalk(config.search.values, config.search.order, config.search.mode, config.fixed_values())
+        return CoordinateSearch(walk, config.search.metric, config.search.mode)
+    return OptunaSearchWithPruning(
+        space=DefineByRun(config.space, config.fixed_values()),
+        metric=config.search.metric,
+        mode=config.search.mode,
+        sampler=make_sampler(config, config.resources.concurrent),
+        max_epochs=config.scheduler.max_epochs,
+        study_name=state.name,
+        storage=state.open_study_storage(),
+    )
+
+
+def connect_ray(address: str | None, verbose: bool) -> None:
+    os.environ.update(RAY_ENVIRONMENT)
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose, configure_logging=verbose)
+
+
+def object_store_arrays(dataset, split) -> dict:
+    return {
+        **{f"x_{part}": dataset.images[getattr(split, part)] for part in ("train", "val", "test")},
+        **{f"y_{part}": dataset.labels[getattr(split, part)] for part in ("train", "val", "test")},
+        "classes": dataset.classes,
+    }
+
+
+def finish(config, client, writer, logger, sweep_run_id, status, study, started, phases=None) -> SweepResult:
+    """Closes every trial run, sends what MLflow has not got yet, and closes the sweep run with its summary."""
+    logger.close_open_runs()
+    if status == "FINISHED" and study is not None:
+        close_abandoned_trials(study)
+    result = SweepResult(
+        experiment=config.name,
+        sweep_run_id=sweep_run_id,
+        tracking_uri=client.tracking_uri,
+        status=status,
+        records=list(logger.records.values()),
+        study=study,
+        wall_seconds=time.monotonic() - started,
+        mlflow_seconds=client.seconds,
+    )
+    summary = {f"trials_{o.value}": result.count(o) for o in Outcome}
+    best = result.best(config.search.mode)
+    if best:
+        summary[f"best_{config.search.metric}"] = best.best_val
+        summary.update(best.test_scores)
+    summary.update(phases or {}, wall_seconds=result.wall_seconds)
+    summary["mlflow_seconds"] = client.seconds
+    summary["mlflow_retries"] = writer.retries
+    if study is not None:
+        tracking.log_study(writer, sweep_run_id, study)  # for the report's Optuna plots
+    tracking.finish_sweep(writer, sweep_run_id, status, summary)
+    writer.close()
+    return result
+
+
+def make_trainable(config: SweepConfig, arrays: dict):
+    # Data and settings go through with_parameters: once into the object store, never into trial names.
+    return tune.with_resources(
+        tune.with_parameters(train_classifier, data=arrays, sweep=config),
+        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+    )
+
+
+def log_dataset_report(client, run_id: str, dataset: data.Dataset) -> None:
+    """What decoding found and converted (`data_summary.json`), and the skipped bad files: their count and list."""
+    tracking.log_params(client, run_id, {"data.bad_images": len(dataset.bad_files)})
+    if dataset.summary:
+        client.log_dict(run_id, dataset.summary, "data_summary.json")
+    if dataset.bad_files:
+        client.log_text(run_id, "\n".join(dataset.bad_files) + "\n", BAD_IMAGES_ARTIFACT)
+
+
+def build_tuner(config, arrays, searcher, callbacks, state: SweepState, verbose) -> tune.Tuner:
+    if config.scheduler.kind == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="epoch",
+            max_t=config.scheduler.max_epochs,
+            grace_period=config.scheduler.grace_period,
+            reduction_factor=config.scheduler.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    return tune.Tuner(
+        make_trainable(config, arrays),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            metric=config.search.metric,
+            mode=config.search.mode,
+            # coordinate: as many trials as the walk proposes (it answers FINISHED at the end)
+            num_samples=-1 if config.search.strategy == "coordinate" else config.search.trials,
+            max_concurrent_trials=config.resources.concurrent,
+            reuse_actors=True,  # a new process per trial costs 3-4 s of torch import (STACK.md)
+            trial_dirname_creator=lambda trial: trial.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=state.name,
+            storage_path=state.storage_root,
+            callbacks=[*callbacks, JsonLoggerCallback()],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # A trial whose process or node died is retried from its last checkpoint (README: Cluster).
+            failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
+            verbose=2 if verbose else 0,
+        ),
+    )

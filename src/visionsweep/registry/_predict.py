@@ -1,0 +1,89 @@
+"""`visionsweep predict`: a registered model over image files and folders, to a CSV."""
+
+import csv
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from visionsweep.data._files import IMAGE_SUFFIXES
+from visionsweep.registry._pyfunc import load_image
+
+MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?")
+
+
+
+def image_files(paths: list[str]) -> list[Path]:
+    """The given files, and the images under the given folders (recursively, sorted)."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found.append(path)  # a missing or unreadable file gets a row with its error
+    return found
+
+
+def load_model(model_uri: str, tracking_uri: str, folder: str):
+    """A registered model (models:/NAME@ALIAS) from this store, downloaded into `folder` and loaded,
+    without changing MLflow's process-wide tracking URI."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    match = MODEL_URI.fullmatch(model_uri.strip())
+    try:
+        if match and (match["alias"] or match["version"]):
+            # Resolved here: MLflow resolves models:/ URIs in the process-wide registry, whatever the store.
+            version = (client.get_model_version_by_alias(match["name"], match["alias"]) if match["alias"]
+                       else client.get_model_version(match["name"], match["version"]))
+            model_uri = client.get_model_version_download_uri(match["name"], version.version)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder, tracking_uri=tracking_uri)
+    except MlflowException as err:
+        raise LookupError(f"--model {model_uri}: {err.message}") from None
+    return mlflow.pyfunc.load_model(local)
+
+
+def predict_files(model_uri: str, tracking_uri: str, paths: list[str], output, batch_size: int = 256) -> tuple[int, int]:
+    """Writes one CSV row per image: path, label(s), error, then one probability column per class.
+
+    Returns (predicted, failed). A file that cannot be read gets its error in its row; the others go on.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        return _predict(load_model(model_uri, tracking_uri, folder), paths, output, batch_size)
+
+
+def _predict(model, paths: list[str], output, batch_size: int) -> tuple[int, int]:
+    from tqdm import tqdm
+    meta = model.metadata.metadata or {}
+    classes, size, channels = meta["classes"], meta["image_size"], meta["channels"]
+    thresholds = np.asarray(meta["thresholds"]) if meta.get("multilabel") else None
+    files = image_files(paths)
+    writer = csv.writer(output)
+    writer.writerow(["path", "labels" if thresholds is not None else "label", "error", *(f"p_{c}" for c in classes)])
+    failed = 0
+    with tqdm(total=len(files), unit="image", file=sys.stderr, disable=None) as progress:
+        for start in range(0, len(files), batch_size):
+            batch, images, errors = files[start : start + batch_size], [], {}
+            for path in batch:
+                try:
+                    images.append(load_image(path, size, channels))
+                except Exception as err:  # noqa: BLE001 - any unreadable file becomes a row, not a crash
+                    errors[path] = f"{type(err).__name__}: {err}"
+            probs = iter(model.predict(np.stack(images)) if images else [])
+            for path in batch:
+                if path in errors:
+                    writer.writerow([str(path), "", errors[path], *([""] * len(classes))])
+                    continue
+                row = next(probs)
+                if thresholds is None:
+                    label = classes[int(np.argmax(row))]
+                else:
+                    label = ";".join(c for c, p, t in zip(classes, row, thresholds) if p >= t)
+                writer.writerow([str(path), label, "", *(f"{p:.6f}" for p in row)])
+            failed += len(errors)
+            progress.update(len(batch))
+    return len(files) - failed, failed

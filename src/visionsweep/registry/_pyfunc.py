@@ -1,0 +1,100 @@
+"""The registered model: one or more trained trial models, behind an MLflow pyfunc, that take images.
+
+A promoted trial is an ensemble of one member. `predict` takes uint8 images (N, H, W, C) or (N, H, W),
+or image file paths, and returns float32 probabilities (N, classes): the members' softmax (sigmoid,
+multi-label) outputs combined as the ensemble's method says. Decisions (argmax, or thresholds for
+multi-label) are left to the caller; the thresholds travel in the model's metadata.
+
+This module needs torch, numpy, Pillow, scikit-learn and visionsweep (models, data decoding, voting),
+not Ray: it is what a served model imports.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from visionsweep.ensemble.voting import centre_on_thresholds, hard_vote, soft_vote
+
+SPEC_FILE = "ensemble.json"  # method, members with weights and folders, thresholds, classes, preprocessing
+TRIAL_MODEL_FOLDER = "trained_model"  # in a trial run's artifacts: the two files below
+WEIGHTS_FILE = "weights.pt"  # a member's state_dict (its trial's best validation epoch)
+MODEL_SPEC_FILE = "model.json"  # a member's model name and params, shape args, classes, normalisation
+PREDICT_BATCH = 256  # images per forward pass
+
+
+def load_image(path, image_size: int, channels: int) -> np.ndarray:
+    """One image file as uint8 (image_size, image_size, channels), decoded exactly as training data is
+    (RGB, resized, then gray when the model takes one channel). Raises OSError for an unreadable file."""
+    from visionsweep.data._files import _decode_chunk, to_gray
+
+    rgb, _, bad = _decode_chunk([Path(path)], image_size)
+    if bad:
+        raise OSError(bad[0][1])
+    return to_gray(rgb)[0] if channels == 1 else rgb[0]
+
+
+class Member:
+    """One trained model with its own normalisation."""
+
+    def __init__(self, folder: Path, centre: list[float] | None = None):
+        from visionsweep import models
+
+        self.centre = centre  # multi-label ensemble member: its own thresholds, moved to 0.5 before voting
+        spec = json.loads((folder / MODEL_SPEC_FILE).read_text())
+        self.multilabel = spec["shape"]["multilabel"]
+        self.model = models.create(spec["model"], **spec["shape"], **models.without_pretrained(spec["params"]))
+        self.model.load_state_dict(torch.load(folder / WEIGHTS_FILE, weights_only=True))
+        self.model.eval()
+        self.mean = torch.tensor(spec["normalization"]["mean"])[:, None, None]
+        self.std = torch.tensor(spec["normalization"]["std"])[:, None, None]
+
+    @torch.no_grad()
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, C) -> float32 (N, classes), normalised as in training."""
+        x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255)
+        logits = self.model((x - self.mean) / self.std)
+        probs = (torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)).numpy()
+        if self.centre is not None:
+            probs = centre_on_thresholds(probs[None], [{"thresholds": np.asarray(self.centre)}])[0]
+        return probs
+
+
+class ImageClassifier:
+    """The members and their combination, read from the folder a promotion bundled (see `_model_code`)."""
+
+    def __init__(self, folder: Path):
+        self.spec = json.loads((folder / SPEC_FILE).read_text())
+        self.members = [Member(folder / m["folder"], m.get("centre")) for m in self.spec["members"]]
+        self.weights = np.array([m["weight"] for m in self.spec["members"]])
+
+    def predict(self, model_input) -> np.ndarray:
+        images = self.images(model_input)
+        out = []
+        for start in range(0, len(images), PREDICT_BATCH):
+            batch = images[start : start + PREDICT_BATCH]
+            probs = np.stack([member.probabilities(batch) for member in self.members])
+            if self.spec["method"] == "hard":
+                out.append(hard_vote(probs, self.spec["multilabel"]))
+            else:
+                out.append(soft_vote(probs, self.weights))
+        return np.concatenate(out) if out else np.zeros((0, len(self.spec["classes"])), np.float32)
+
+    def images(self, model_input) -> np.ndarray:
+        """uint8 (N, H, W, C) from arrays or file paths (a list, or a one-column DataFrame of them)."""
+        size, channels = self.spec["image_size"], self.spec["channels"]
+        if hasattr(model_input, "to_numpy"):  # a pandas DataFrame or Series of paths
+            model_input = model_input.to_numpy().ravel().tolist()
+        if isinstance(model_input, (list, tuple)) and all(isinstance(p, (str, Path)) for p in model_input):
+            return np.stack([load_image(p, size, channels) for p in model_input]) if model_input else \
+                np.zeros((0, size, size, channels), np.uint8)
+        images = np.asarray(model_input)
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.dtype != np.uint8 or images.shape[1:] != (size, size, channels):
+            raise ValueError(
+                f"expected uint8 images of shape (N, {size}, {size}, {channels}) or file paths, "
+                f"got {images.dtype} {images.shape}"
+            )
+        return images

@@ -1,0 +1,27 @@
+"""One HTML page per sweep that answers "what worked and why", built from MLflow alone (plus the test images).
+
+    from visionsweep import report, tracking
+    client = tracking.TimedClient("sqlite:///mlflow.db")
+    path = report.write_report(client, tracking.latest_sweep(client, "digits-demo"))
+"""
+
+from pathlib import Path
+
+from visionsweep.report._collect import SweepFacts, asha_rungs, collect
+from visionsweep.report._page import render
+from visionsweep.tracking._store import log_bytes
+
+REPORT_ARTIFACT = "report.html"
+
+
+def write_report(client, sweep_run_id: str, output: str | Path | None = None) -> Path:
+    """Writes the report of sweep `sweep_run_id` to `output` and logs it to the sweep run as report.html."""
+    page = render(collect(client, sweep_run_id)).encode()
+    path = Path(output or f"report-{sweep_run_id[:8]}.html").absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(page)
+    log_bytes(client, sweep_run_id, REPORT_ARTIFACT, page)
+    return path
+
+
+__all__ = ["REPORT_ARTIFACT", "SweepFacts", "asha_rungs", "collect", "render", "write_report"]

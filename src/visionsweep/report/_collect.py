@@ -1,0 +1,149 @@
+"""Everything the report shows, read back from MLflow (and the dataset, for the test images)."""
+
+import json
+import math
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+import yaml
+
+from visionsweep import data, tracking
+from visionsweep.config import SchedulerConfig, SweepConfig, parse_config
+from visionsweep.tracking._store import SPLIT_ARTIFACT, TAG_PARENT
+from visionsweep.trainables import PREDICTIONS_FILE
+
+READ_THREADS = 8  # metric histories are one request per trial: I/O bound
+
+
+@dataclass
+class Trial:
+    name: str  # Ray's trial id
+    run_id: str
+    outcome: str  # complete | pruned | failed | killed
+    params: dict[str, str]  # as MLflow stores them
+    curve: list[tuple[int, float]]  # (epoch, search metric)
+    best: float | None  # the search metric at its best epoch; None without predictions
+
+
+@dataclass
+class SweepFacts:
+    run_id: str
+    experiment: str
+    config: SweepConfig
+    metric: str
+    mode: str
+    summary: dict[str, float]  # the parent run's final metrics (trial counts, best scores, seconds)
+    trials: list[Trial]  # best first; trials without a score last
+    study: optuna.Study | None
+    ensemble: dict | None  # the latest ensemble run's ensemble_table.json
+    classes: list[str]
+    test_labels: np.ndarray  # (N,) or multi-hot (N, C)
+    best_test_probs: np.ndarray | None  # the best trial's test predictions
+    test_images: np.ndarray | None  # uint8 (N, H, W, C), rows aligned with test_labels
+    notes: list[str] = field(default_factory=list)  # what could not be shown, and why
+
+    @property
+    def multilabel(self) -> bool:
+        return self.test_labels.ndim == 2
+
+    @property
+    def best_trial(self) -> Trial | None:
+        return self.trials[0] if self.trials and self.trials[0].best is not None else None
+
+
+def asha_rungs(scheduler: SchedulerConfig) -> list[float]:
+    """The epochs at which ASHA decides (Ray's `_Bracket` milestones, bracket 0); none for FIFO."""
+    if scheduler.kind != "asha":
+        return []
+    grace, factor = scheduler.grace_period, scheduler.reduction_factor
+    count = int(math.log(scheduler.max_epochs / grace) / math.log(factor) + 1)
+    return [grace * factor**k for k in range(count)]
+
+
+def collect(client, sweep_run_id: str) -> SweepFacts:
+    sweep = client.get_run(sweep_run_id)
+    if sweep.data.tags.get(tracking.TAG_KIND) != "sweep":
+        raise LookupError(f"MLflow run {sweep_run_id} is not a visionsweep sweep run (no {tracking.TAG_KIND}=sweep tag)")
+    config = parse_config(yaml.safe_load(_read_text(client, sweep_run_id, "config.yaml")), source="config.yaml")
+    metric, mode = sweep.data.tags["visionsweep.metric"], sweep.data.tags["visionsweep.mode"]
+    runs = tracking.trial_runs(client, sweep_run_id)
+
+    def trial(run) -> Trial:
+        history = client.get_metric_history(run.info.run_id, metric)
+        return Trial(
+            name=run.data.tags.get("visionsweep.trial_id", run.info.run_name),
+            run_id=run.info.run_id,
+            outcome=run.data.tags.get(tracking.TAG_OUTCOME, "running"),
+            params=dict(run.data.params),
+            curve=sorted((m.step, m.value) for m in history),
+            best=run.data.metrics.get(f"best_{metric}"),
+        )
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        trials = list(pool.map(trial, runs))
+    sign = -1 if mode == "max" else 1
+    trials.sort(key=lambda t: (t.best is None, sign * (t.best or 0.0)))
+
+    split = tracking.load_artifact_npz(client, sweep_run_id, SPLIT_ARTIFACT)
+    facts = SweepFacts(
+        run_id=sweep_run_id,
+        experiment=client.get_experiment(sweep.info.experiment_id).name,
+        config=config,
+        metric=metric,
+        mode=mode,
+        summary=dict(sweep.data.metrics),
+        trials=trials,
+        study=tracking.load_study(client, sweep_run_id),
+        ensemble=_latest_ensemble(client, sweep),
+        classes=[str(c) for c in split["classes"]],
+        test_labels=split["test_labels"],
+        best_test_probs=None,
+        test_images=None,
+    )
+    if facts.study is None:
+        facts.notes.append("The sweep run has no study.journal (a sweep from an older visionsweep): no Optuna plots.")
+    if facts.best_trial:
+        stored = tracking.load_artifact_npz(client, facts.best_trial.run_id, PREDICTIONS_FILE)
+        facts.best_test_probs = stored["test_probs"]
+        facts.test_images = _test_images(config, split["test"], sweep.data.tags.get("visionsweep.data_fingerprint"), facts.notes)
+    else:
+        facts.notes.append("No trial stored predictions: no confusion matrix, per-class scores or error montage.")
+    return facts
+
+
+def _test_images(config: SweepConfig, test_rows: np.ndarray, fingerprint: str | None, notes: list[str]):
+    """The sweep's test images, if the dataset still decodes to the pixels the sweep trained on."""
+    try:
+        dataset = data.load(config.data)
+    except (OSError, ValueError) as err:
+        notes.append(f"Dataset {config.data.dataset!r} could not be loaded ({err}): no error montage.")
+        return None
+    if fingerprint and dataset.fingerprint() != fingerprint:
+        notes.append(
+            f"Dataset {config.data.dataset!r} has changed since the sweep (fingerprint {dataset.fingerprint()}, "
+            f"sweep {fingerprint}): no error montage, its images would not match the predictions."
+        )
+        return None
+    return dataset.images[test_rows]
+
+
+def _latest_ensemble(client, sweep) -> dict | None:
+    runs = client.search_runs(
+        [sweep.info.experiment_id],
+        filter_string=f"tags.`{TAG_PARENT}` = '{sweep.info.run_id}' and tags.`{tracking.TAG_KIND}` = 'ensemble'"
+        " and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return None
+    return json.loads(_read_text(client, runs[0].info.run_id, "ensemble_table.json"))
+
+
+def _read_text(client, run_id: str, name: str) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        return Path(client.download_artifacts(run_id, name, folder)).read_text()

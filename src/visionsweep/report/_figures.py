@@ -1,0 +1,186 @@
+"""The report's figures, each from plain data to a matplotlib Figure (no MLflow here)."""
+
+import textwrap
+import warnings
+
+import matplotlib
+import numpy as np
+import optuna
+from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay, f1_score
+
+MONTAGE_IMAGES = 24  # test images in the error montage
+MONTAGE_COLUMNS = 8
+
+
+def learning_curves(trials, metric: str, rungs: list[float], max_epochs: int) -> Figure:
+    """The search metric per epoch of every trial; a pruned trial ends in an x at the rung that stopped it."""
+    figure = Figure(figsize=(9, 4.5))
+    ax = figure.subplots()
+    for rung in rungs:
+        if rung < max_epochs:
+            ax.axvline(rung, color="0.8", linestyle=":", zorder=0)
+    styles = {"complete": dict(color="tab:blue", alpha=0.6), "pruned": dict(color="0.55", alpha=0.6)}
+    for trial in sorted(trials, key=lambda t: t.outcome == "complete"):  # complete lines on top
+        if not trial.curve or trial.outcome not in styles:
+            continue
+        epochs, values = zip(*trial.curve)
+        ax.plot(epochs, values, linewidth=1, **styles[trial.outcome])
+        if trial.outcome == "pruned":
+            ax.plot(epochs[-1], values[-1], "x", color="tab:red", markersize=6)
+    best = trials[0] if trials and trials[0].best is not None and trials[0].curve else None
+    if best:
+        epochs, values = zip(*best.curve)
+        ax.plot(epochs, values, color="tab:orange", linewidth=2.5, label=f"best: trial {best.name}")
+    ax.plot([], [], color="tab:blue", label="ran every epoch")
+    ax.plot([], [], color="0.55", marker="x", markeredgecolor="tab:red", label="pruned (x: stopped at its rung)")
+    if rungs:
+        ax.plot([], [], color="0.8", linestyle=":", label="ASHA rungs")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_xlim(0.8, max_epochs + 0.2)
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    return figure
+
+
+def survival_counts(epochs_trained: list[int], rungs: list[float], max_epochs: int) -> list[tuple[str, int]]:
+    """(stage, trials that reached it): started, each ASHA rung below the budget, and the full budget."""
+    stages = [("started", len(epochs_trained))]
+    stages += [(f"rung: epoch {r:g}", sum(e >= r for e in epochs_trained)) for r in rungs if r < max_epochs]
+    stages.append((f"all {max_epochs} epochs", sum(e >= max_epochs for e in epochs_trained)))
+    return stages
+
+
+def rung_survival(stages: list[tuple[str, int]]) -> Figure:
+    figure = Figure(figsize=(7, 0.6 * len(stages) + 1))
+    ax = figure.subplots()
+    names, counts = zip(*stages)
+    bars = ax.barh(range(len(stages)), counts, color="tab:blue")
+    ax.bar_label(bars, labels=[f"{c} ({c / max(counts[0], 1):.0%})" for c in counts], padding=3, fontsize=9)
+    ax.set_yticks(range(len(stages)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("trials")
+    ax.set_xlim(0, max(counts[0], 1) * 1.2)
+    return figure
+
+
+def optuna_plot(name: str, study: optuna.Study) -> Figure:
+    """One of optuna.visualization.matplotlib's plots (`param_importances`, `parallel_coordinate`, `slice`).
+
+    Raises ValueError when the study cannot support it (e.g. fewer than two complete trials).
+    """
+    import matplotlib.pyplot as plt  # optuna draws through pyplot
+
+    complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+    if len(complete) < 2:
+        raise ValueError(f"needs at least two trials that ran every epoch; the study has {len(complete)}")
+    # rc_context: optuna switches pyplot to its own style; the report's other figures keep theirs.
+    with warnings.catch_warnings(), matplotlib.rc_context():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        axes = np.ravel(getattr(optuna.visualization.matplotlib, f"plot_{name}")(study))
+    figure = axes[0].figure
+    if len(axes) > 1:  # one panel per parameter (slice): give each room for its tick labels
+        figure.set_size_inches(2.6 * len(axes) + 1.5, 3.8)
+    plt.close(figure)  # drop pyplot's reference; the Figure itself still renders
+    return figure
+
+
+def ensemble_scores(table: dict) -> Figure:
+    """Test score of the top-k vote against k, with the best single trial as the line to beat."""
+    figure = Figure(figsize=(7, 4))
+    ax = figure.subplots()
+    sizes = [row["members"] for row in table["rows"]]
+    for method, marker in (("soft", "o"), ("hard", "s")):
+        if all(method in row for row in table["rows"]):
+            ax.plot(sizes, [row[method] for row in table["rows"]], marker=marker, label=f"{method} vote")
+    ax.axhline(table["best_single"], color="0.4", linestyle="--", label="best single trial")
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("k: trials in the ensemble (best by validation score)")
+    ax.set_ylabel(f"test {table['measure']}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return figure
+
+
+def confusion_matrix(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> Figure:
+    size = max(5, 0.45 * len(classes) + 2)
+    figure = Figure(figsize=(size, size))
+    ax = figure.subplots()
+    ConfusionMatrixDisplay.from_predictions(
+        labels, probs.argmax(axis=1), labels=range(len(classes)), display_labels=classes, ax=ax, colorbar=False,
+        cmap="Blues", xticks_rotation="vertical" if len(classes) > 10 else "horizontal",
+    )
+    return figure
+
+
+def per_class_errors(labels: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float = 0.5) -> list[dict]:
+    """Multi-label: per class, how many test images miss it, how many get it wrongly, and its F1."""
+    truth, predicted = labels.astype(bool), probs >= threshold
+    f1 = f1_score(truth, predicted, average=None, zero_division=0)
+    return [
+        {
+            "class": name,
+            "images with it": int(truth[:, c].sum()),
+            "missed": int((truth[:, c] & ~predicted[:, c]).sum()),
+            "wrongly given": int((~truth[:, c] & predicted[:, c]).sum()),
+            "F1": float(f1[c]),
+        }
+        for c, name in enumerate(classes)
+    ]
+
+
+def f1_bars(rows: list[dict]) -> Figure:
+    figure = Figure(figsize=(7, 0.3 * len(rows) + 1.2))
+    ax = figure.subplots()
+    bars = ax.barh(range(len(rows)), [r["F1"] for r in rows], color="tab:blue")
+    ax.bar_label(bars, fmt="%.2f", padding=3, fontsize=8)
+    ax.set_yticks(range(len(rows)), [r["class"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("test F1")
+    return figure
+
+
+def worst_rows(labels: np.ndarray, probs: np.ndarray, count: int, threshold: float = 0.5) -> np.ndarray:
+    """Test rows with the most wrong labels, surest mistakes first; only rows with at least one."""
+    if labels.ndim == 1:
+        wrong = (probs.argmax(axis=1) != labels).astype(int)
+        sureness = probs.max(axis=1)
+    else:
+        wrong = ((probs >= threshold) != labels.astype(bool)).sum(axis=1)
+        sureness = np.abs(probs - labels).sum(axis=1)
+    order = np.lexsort((-sureness, -wrong))
+    return order[wrong[order] > 0][:count]
+
+
+def error_montage(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> Figure | None:
+    rows = worst_rows(labels, probs, MONTAGE_IMAGES)
+    if not len(rows):
+        return None
+    columns = min(MONTAGE_COLUMNS, len(rows))
+    lines = -(-len(rows) // columns)
+    figure = Figure(figsize=(1.6 * columns, 2.1 * lines))
+    axes = np.ravel(figure.subplots(lines, columns, squeeze=False))
+    for ax in axes:
+        ax.axis("off")
+    for ax, row in zip(axes, rows):
+        image = images[row]
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image[..., :3], cmap="gray", interpolation="nearest")
+        true, predicted = _names(labels[row], probs[row], classes)
+        ax.set_title(f"true: {true}\npred: {predicted}", fontsize=7, color="tab:red")
+    figure.tight_layout()
+    return figure
+
+
+def _names(label, probs, classes, threshold: float = 0.5) -> tuple[str, str]:
+    if np.ndim(label) == 0:
+        guess = int(probs.argmax())
+        return classes[int(label)], f"{classes[guess]} ({probs[guess]:.2f})"
+
+    def listed(mask):
+        return textwrap.shorten(", ".join(c for c, on in zip(classes, mask) if on) or "none", 40)
+
+    return listed(label.astype(bool)), listed(probs >= threshold)

@@ -1,0 +1,44 @@
+"""The driver's link to MLflow: a parent run per sweep, a child run per trial, a final status for every run.
+
+Trials never talk to MLflow themselves: Ray ends a trial right after its last report, so anything a trial
+logged after that would be lost, and its run would stay RUNNING. The driver sees every ending.
+"""
+
+from visionsweep.tracking._buffered import BufferedClient
+from visionsweep.tracking._recovery import LOST, recover_records, set_aside_lost
+from visionsweep.tracking._store import (
+    TAG_KIND,
+    TAG_OUTCOME,
+    TimedClient,
+    connect,
+    finish_sweep,
+    latest_sweep,
+    load_artifact_npz,
+    log_params,
+    start_sweep,
+    trial_runs,
+)
+from visionsweep.tracking._study import STUDY_ARTIFACT, load_study, log_study
+from visionsweep.tracking._trial_logger import TrialLogger, TrialRecord
+
+__all__ = [
+    "LOST",
+    "BufferedClient",
+    "recover_records",
+    "set_aside_lost",
+    "TAG_KIND",
+    "TAG_OUTCOME",
+    "STUDY_ARTIFACT",
+    "TimedClient",
+    "TrialLogger",
+    "TrialRecord",
+    "connect",
+    "finish_sweep",
+    "latest_sweep",
+    "load_artifact_npz",
+    "load_study",
+    "log_params",
+    "log_study",
+    "start_sweep",
+    "trial_runs",
+]

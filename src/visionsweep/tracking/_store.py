@@ -1,0 +1,166 @@
+import io
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import yaml
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from visionsweep import __version__
+from visionsweep.config import SweepConfig, flatten
+from visionsweep.data import Dataset, Split
+
+TAG_PARENT = "mlflow.parentRunId"
+TAG_KIND = "visionsweep.kind"  # sweep | trial | ensemble
+TAG_OUTCOME = "visionsweep.outcome"  # complete | pruned | failed | killed
+SPLIT_ARTIFACT = "split.npz"
+BATCH_PARAMS = 100  # log_batch takes at most 100 params per request
+PARAM_CHARS = 6000  # longest param value MLflow stores
+
+
+class TimedClient:
+    """An MlflowClient that adds up the seconds spent in its calls (the tracking overhead of a sweep)."""
+
+    def __init__(self, tracking_uri: str):
+        self.tracking_uri = tracking_uri
+        self.seconds = 0.0
+        # The Model Registry lives in the same store; MLflow would otherwise take the process-wide default.
+        self._client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed
+
+
+def connect(tracking_uri: str, experiment: str) -> tuple[TimedClient, str]:
+    """A client and the id of `experiment`, created if new.
+
+    With a sqlite store, artifacts go beside the database (not to ./mlruns of whatever folder the
+    command ran in), so the UI finds them from anywhere.
+    """
+    client = TimedClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found:
+        return client, found.experiment_id
+    artifact_location = None
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite":
+        database = Path(tracking_uri.removeprefix("sqlite:///")).absolute()
+        artifact_location = (database.parent / "mlartifacts").as_uri()
+    return client, client.create_experiment(experiment, artifact_location=artifact_location)
+
+
+def log_params(client, run_id: str, params: dict) -> None:
+    items = [Param(k, str(v)[:PARAM_CHARS]) for k, v in params.items()]
+    for start in range(0, len(items), BATCH_PARAMS):
+        client.log_batch(run_id, params=items[start : start + BATCH_PARAMS])
+
+
+def log_bytes(client, run_id: str, name: str, payload: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, name).write_bytes(payload)
+        client.log_artifact(run_id, str(Path(folder, name)))
+
+
+def load_artifact_npz(client, run_id: str, name: str) -> dict[str, np.ndarray]:
+    """An .npz artifact read back without pickle."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(run_id, name, folder)
+        with np.load(path, allow_pickle=False) as arrays:
+            return dict(arrays)
+
+
+def start_sweep(client, experiment_id: str, config: SweepConfig, dataset: Dataset, split: Split) -> str:
+    """Creates the sweep's parent run: resolved config, the split with its labels, data fingerprint, code version."""
+    tags = {
+        TAG_KIND: "sweep",
+        "visionsweep.version": __version__,
+        "visionsweep.data_fingerprint": dataset.fingerprint(),
+        "visionsweep.metric": config.search.metric,
+        "visionsweep.mode": config.search.mode,
+        "mlflow.source.name": "visionsweep run",
+    }
+    commit = _git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    run = client.create_run(experiment_id, run_name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
+    run_id = run.info.run_id
+    log_params(client, run_id, flatten(config))
+    client.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config.yaml")
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        train=split.train,
+        val=split.val,
+        test=split.test,
+        val_labels=dataset.labels[split.val],
+        test_labels=dataset.labels[split.test],
+        classes=np.array(dataset.classes),
+    )
+    log_bytes(client, run_id, SPLIT_ARTIFACT, buffer.getvalue())
+    return run_id
+
+
+def finish_sweep(client, run_id: str, status: str, metrics: dict[str, float]) -> None:
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    client.set_terminated(run_id, status)
+
+
+def latest_sweep(client, experiment: str) -> str:
+    """The run id of the experiment's most recent sweep."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise LookupError(f"no MLflow experiment named {experiment!r} at {client.tracking_uri}")
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`{TAG_KIND}` = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise LookupError(f"experiment {experiment!r} has no sweep run")
+    return runs[0].info.run_id
+
+
+def trial_runs(client, sweep_run_id: str, order_by: list[str] | None = None):
+    """All trial runs of a sweep (every page)."""
+    sweep = client.get_run(sweep_run_id)
+    query = f"tags.`{TAG_PARENT}` = '{sweep_run_id}' and tags.`{TAG_KIND}` = 'trial'"
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [sweep.info.experiment_id], filter_string=query, order_by=order_by, max_results=1000, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None

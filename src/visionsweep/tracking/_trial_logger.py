@@ -1,0 +1,181 @@
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from mlflow.entities import Metric, RunTag
+from ray import tune
+
+from visionsweep import metrics
+from visionsweep.outcome import Outcome, trial_outcome
+from visionsweep.registry._pyfunc import MODEL_SPEC_FILE, TRIAL_MODEL_FOLDER, WEIGHTS_FILE
+from visionsweep.tracking._store import TAG_KIND, TAG_OUTCOME, TAG_PARENT, TimedClient, log_params
+from visionsweep.trainables import PREDICTIONS_FILE, STATE_FILE
+
+TAG_TRIAL_ID = "visionsweep.trial_id"  # the Ray trial id: how a resumed driver finds a trial's run
+ERROR_TAG_CHARS = 5000  # MLflow tag values hold at most 8000 characters
+
+
+@dataclass
+class TrialRecord:
+    """What the sweep learned from one trial, as logged to its MLflow run."""
+
+    trial_id: str
+    run_id: str
+    params: dict
+    outcome: Outcome | None = None  # None while running
+    epochs: int = 0
+    best_val: float | None = None  # the search metric at the best validation epoch
+    test_scores: dict = field(default_factory=dict)
+    error: str | None = None
+    metric_by_epoch: dict = field(default_factory=dict)  # the search metric, per epoch
+    early_stopped: bool = False  # ended by its own patience, not by the scheduler
+    nodes: list = field(default_factory=list)  # IP addresses of the nodes it ran on, in order
+    restarts: int = 0  # times Ray retried it from its last checkpoint after its process or node died
+
+
+class TrialLogger(tune.Callback):
+    """Ray Tune callback on the driver: one nested MLflow run per trial, closed whatever happens.
+
+    Per result, one `log_batch` with the trial's own metrics (not Ray's bookkeeping). When the trial
+    ends, its best-epoch predictions go up as `predictions.npz`, scored on the test rows, and the run
+    gets its outcome tag and final status.
+
+    A trial whose process or node died and that Ray retries from its last checkpoint keeps its run:
+    the run continues at the next epoch, `visionsweep.restarts` counts the retries, each failure is
+    kept as `error-restart-N.txt`, and `visionsweep.nodes` lists every node it ran on.
+    """
+
+    def __init__(
+        self, client: TimedClient, experiment_id: str, parent_run_id: str, sweep, y_test: np.ndarray,
+        image_shape: tuple[int, int, int] | None = None,  # (H, W, C) of the images; None logs no model
+    ):
+        self.client = client
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.metric = sweep.search.metric
+        self.max_epochs = sweep.scheduler.max_epochs
+        self.y_test = y_test
+        self.sweep = sweep
+        self.image_shape = image_shape
+        self.records: dict[str, TrialRecord] = {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.records:  # restarted after a failure or a driver crash: the same run continues
+            self._catch_up(iteration, trials, trial)
+            return
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"trial-{trial.trial_id}",
+            tags={TAG_PARENT: self.parent_run_id, TAG_KIND: "trial", TAG_TRIAL_ID: trial.trial_id},
+        )
+        log_params(self.client, run.info.run_id, trial.config)
+        self.records[trial.trial_id] = TrialRecord(trial.trial_id, run.info.run_id, dict(trial.config))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        record = self.records[trial.trial_id]
+        record.epochs = int(result["epoch"])
+        record.metric_by_epoch[record.epochs] = result[self.metric]
+        record.early_stopped = bool(result.get("early_stopped"))
+        node = result.get("node_ip")  # Tune adds it to every result
+        if node and node not in record.nodes[-1:]:
+            record.nodes.append(node)
+            self.client.set_tag(record.run_id, "visionsweep.node", node)
+            self.client.set_tag(record.run_id, "visionsweep.nodes", ",".join(record.nodes))
+        now = int(time.time() * 1000)
+        values = {k: v for k, v in result.items() if k.startswith(("train_", "val_"))}
+        values["epoch_seconds"] = result.get("time_this_iter_s", 0.0)
+        self.client.log_batch(
+            record.run_id, metrics=[Metric(k, float(v), now, record.epochs) for k, v in values.items()]
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial, errored=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial, errored=True)
+
+    def _catch_up(self, iteration, trials, trial) -> None:
+        """Logs the last result Ray holds for a trial if MLflow never got it (a driver that died with it queued)."""
+        last = trial.last_result or {}
+        if last.get("epoch", 0) > self.records[trial.trial_id].epochs:
+            self.on_trial_result(iteration, trials, trial, last)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        record = self.records[trial.trial_id]
+        record.restarts += 1
+        self.client.set_tag(record.run_id, "visionsweep.restarts", str(record.restarts))
+        self.client.log_text(record.run_id, _error_text(trial), f"error-restart-{record.restarts}.txt")
+
+    def _finish(self, trial, errored: bool) -> None:
+        record = self.records[trial.trial_id]
+        if record.outcome is not None:  # ended before a driver crash, then re-run from its last checkpoint
+            return
+        self._catch_up(None, None, trial)
+        record.outcome = trial_outcome(record.epochs or None, self.max_epochs, errored, record.early_stopped)
+        tags = {TAG_OUTCOME: record.outcome.value}
+        if record.outcome is Outcome.PRUNED:
+            tags["visionsweep.pruned_at_epoch"] = str(record.epochs)
+        if errored:
+            record.error = _error_text(trial)
+            tags["visionsweep.error"] = record.error[-ERROR_TAG_CHARS:]
+            self.client.log_text(record.run_id, record.error, "error.txt")
+        elif trial.checkpoint is not None:
+            self._log_predictions(record, trial.checkpoint, trial.config)
+        self.client.log_batch(record.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.set_terminated(record.run_id, "FAILED" if errored else "FINISHED")
+
+    def _log_predictions(self, record: TrialRecord, checkpoint, config: dict) -> None:
+        with checkpoint.as_directory() as folder, tempfile.TemporaryDirectory() as upload:
+            path = Path(folder, PREDICTIONS_FILE)
+            with np.load(path, allow_pickle=False) as predictions:
+                test_probs, best_epoch = predictions["test_probs"], int(predictions["epoch"])
+                # Multi-label: the thresholds tuned on validation rows, applied unchanged to the test rows.
+                thresholds = predictions["thresholds"] if "thresholds" in predictions else 0.5
+                classes = predictions["classes"].tolist()
+            Path(upload, PREDICTIONS_FILE).write_bytes(path.read_bytes())
+            if self.image_shape is not None:
+                self._write_model(Path(upload, TRIAL_MODEL_FOLDER), Path(folder, STATE_FILE), config, classes)
+            self.client.log_artifacts(record.run_id, upload)  # one call for predictions and model
+        record.best_val = record.metric_by_epoch[best_epoch]
+        record.test_scores = metrics.scores(test_probs, self.y_test, prefix="test_", threshold=thresholds)
+        now = int(time.time() * 1000)
+        final = {f"best_{self.metric}": record.best_val, "best_epoch": best_epoch, **record.test_scores}
+        if np.ndim(thresholds):
+            final.update({f"threshold_{metrics.metric_name(c)}": t for c, t in zip(classes, thresholds)})
+        self.client.log_batch(record.run_id, metrics=[Metric(k, float(v), now, best_epoch) for k, v in final.items()])
+
+    def _write_model(self, folder: Path, state_file: Path, config: dict, classes: list[str]) -> None:
+        state = torch.load(state_file, weights_only=True)
+        folder.mkdir()
+        torch.save(state["best_model"], folder / WEIGHTS_FILE)
+        height, width, channels = self.image_shape
+        spec = {
+            "model": self.sweep.model,
+            "params": self.sweep.trial_settings(config)[1],
+            "shape": {"num_classes": len(classes), "in_channels": channels, "image_size": height,
+                      "multilabel": bool(self.y_test.ndim == 2)},
+            "classes": classes,
+            "normalization": state["normalization"],  # per-channel mean and std on the 0..1 scale
+        }
+        (folder / MODEL_SPEC_FILE).write_text(json.dumps(spec, indent=1))
+
+    def close_open_runs(self) -> None:
+        """Closes, as KILLED, the runs of trials that never ended (an interrupted or crashed sweep)."""
+        for record in self.records.values():
+            if record.outcome is None:
+                self.client.set_tag(record.run_id, TAG_OUTCOME, "killed")
+                self.client.set_terminated(record.run_id, "KILLED")
+
+    def __getstate__(self):
+        # Tune pickles its callbacks with the experiment state; the client and records stay on this driver.
+        return {**self.__dict__, "client": None, "records": {}}
+
+
+def _error_text(trial) -> str:
+    if trial.error_file and Path(trial.error_file).exists():
+        return Path(trial.error_file).read_text()
+    return "the trial failed without an error message (its worker may have died)"

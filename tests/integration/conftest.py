@@ -1,0 +1,73 @@
+import os
+import subprocess
+
+import pytest
+import ray
+
+from servers import free_port, wait_until_serving
+from visionsweep.cli import server_command, server_environment
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One real local Ray for the session (ray.init costs 3-10 s). Tests that run their own cluster don't use it."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 (sqlite backend, proxied artifacts), stopped afterwards."""
+    port = free_port()
+    command = server_command(f"sqlite:///{tmp_path}/server.db", "127.0.0.1", port, str(tmp_path / "artifacts"))
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen(command, env=server_environment(), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_serving(url, server, tmp_path / "server.log", stop=server.kill)
+    yield url
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def reported_sweep(local_ray, tmp_path_factory):
+    """A small digits sweep run, ensembled and reported through the CLI, as a person would (issue 6).
+
+    Shared by the report test and the browser test: one sweep (~20 s) for both.
+    """
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    from mlflow.tracking import MlflowClient
+
+    from visionsweep import tracking
+    from visionsweep.cli import main
+
+    folder = tmp_path_factory.mktemp("reported")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    config = folder / "sweep.yaml"
+    config.write_text(
+        "name: it-report\n"
+        "space: {lr: {loguniform: [0.01, 0.3]}, channels: {categorical: [8, 16]}, dropout: {uniform: [0.0, 0.3]}}\n"
+        "search: {sampler: random, trials: 8, seed: 3}\n"
+        "scheduler: {max_epochs: 4, grace_period: 1, reduction_factor: 2}\n"
+    )
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        assert main(["run", str(config), "--tracking-uri", uri, "--storage-path", str(folder / "ray")]) == 0
+        assert main(["ensemble", "--experiment", "it-report", "--tracking-uri", uri, "--top-k", "1", "3", "100%"]) == 0
+        assert main(["report", "--experiment", "it-report", "--tracking-uri", uri,
+                     "--output", str(folder / "report.html")]) == 0
+    client = MlflowClient(uri)
+    return SimpleNamespace(
+        uri=uri, folder=folder, client=client, output=output.getvalue(), report=folder / "report.html",
+        experiment_id=client.get_experiment_by_name("it-report").experiment_id,
+        sweep_run_id=tracking.latest_sweep(client, "it-report"),
+    )

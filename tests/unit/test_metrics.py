@@ -1,0 +1,44 @@
+"""Multi-label scores and decision thresholds tuned on validation rows only."""
+
+import numpy as np
+
+from visionsweep import metrics
+
+
+def test_multilabel_scores_with_per_class_thresholds_and_names():
+    labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    probs = np.array([[0.9, 0.2], [0.1, 0.35], [0.8, 0.4], [0.2, 0.1]])
+    at_half = metrics.scores(probs, labels, "val_")
+    assert at_half["val_subset_accuracy"] == 0.5
+    tuned = metrics.scores(probs, labels, "val_", threshold=np.array([0.5, 0.3]), classes=["a b", "c/d?"])
+    assert tuned["val_micro_f1"] == 1.0 and tuned["val_hamming_loss"] == 0.0
+    assert tuned["val_recall_c/d_"] == 1.0 and tuned["val_precision_a b"] == 1.0
+
+
+def test_thresholds_are_tuned_on_the_rows_given():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((400, 3)) < 0.3).astype(np.uint8)
+    labels[:, 2] = 0
+    # class 0 separates at 0.2, class 1 at 0.7; class 2 never occurs in these rows
+    probs = np.where(labels, [0.3, 0.8, 0.9], [0.1, 0.6, 0.1]).astype(np.float32)
+    per_class = metrics.tune_thresholds(probs, labels, "per_class")
+    assert 0.1 < per_class[0] <= 0.3 and 0.6 < per_class[1] <= 0.8 and per_class[2] == 0.5
+    assert metrics.scores(probs, labels, threshold=per_class)["micro_f1"] == 1.0
+    glob = metrics.tune_thresholds(probs, labels, "global")
+    assert len(set(glob.tolist())) == 1 and 0.6 < glob[0] <= 0.8
+    np.testing.assert_allclose(metrics.tune_thresholds(probs, labels, "fixed", 0.4), 0.4)
+    # other rows (the test rows) do not move the thresholds chosen here
+    test_labels = 1 - labels
+    assert np.array_equal(metrics.tune_thresholds(probs, labels, "per_class"), per_class)
+    assert metrics.scores(probs, test_labels, threshold=per_class)["micro_f1"] < 0.5
+
+
+def test_ensemble_members_vote_with_their_own_thresholds():
+    from visionsweep.ensemble.voting import centre_on_thresholds
+    from visionsweep.ensemble.voting import hard_vote
+
+    probs = np.array([[[0.3, 0.6]], [[0.3, 0.6]], [[0.1, 0.9]]], np.float32)  # 3 members, 1 row, 2 labels
+    stored = [{"thresholds": np.array([0.2, 0.7])}, {"thresholds": np.array([0.2, 0.7])}, {}]
+    centred = centre_on_thresholds(probs, stored)
+    assert ((centred >= 0.5) == [[[True, False]], [[True, False]], [[False, True]]]).all()
+    assert hard_vote(centred, multilabel=True).tolist() == [[1.0, 0.0]]

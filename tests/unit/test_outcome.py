@@ -1,0 +1,57 @@
+import optuna
+import pytest
+
+from visionsweep.orchestrator import OptunaSearchWithPruning
+from visionsweep.outcome import Outcome, trial_outcome
+from visionsweep.search_spaces import DefineByRun
+from visionsweep.config import Distribution
+
+
+@pytest.mark.parametrize(
+    "last_epoch, errored, expected",
+    [(10, False, Outcome.COMPLETE), (3, False, Outcome.PRUNED), (3, True, Outcome.FAILED), (None, True, Outcome.FAILED)],
+)
+def test_trial_outcome(last_epoch, errored, expected):
+    assert trial_outcome(last_epoch, max_epochs=10, errored=errored) is expected
+
+
+def test_a_trial_ended_by_its_own_early_stopping_is_complete_not_pruned():
+    assert trial_outcome(3, max_epochs=10, errored=False, early_stopped=True) is Outcome.COMPLETE
+    assert trial_outcome(3, max_epochs=10, errored=True, early_stopped=True) is Outcome.FAILED
+
+
+def searcher_over_one_parameter(max_epochs: int) -> OptunaSearchWithPruning:
+    return OptunaSearchWithPruning(
+        space=DefineByRun({"lr": Distribution(uniform=(0.0, 1.0))}),
+        metric="val_accuracy",
+        mode="max",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        max_epochs=max_epochs,
+    )
+
+
+def test_searcher_tells_optuna_pruned_for_stopped_trials():
+    """Feeds Ray's searcher interface results by hand (no Ray running): stopped early -> PRUNED."""
+    searcher = searcher_over_one_parameter(max_epochs=4)
+    cases = [("full", 4, False, False), ("stopped", 2, False, False), ("broken", 1, True, False),
+             ("patience", 3, False, True)]
+    for trial_id, epochs, error, early_stopped in cases:
+        assert searcher.suggest(trial_id) is not None
+        for epoch in range(1, epochs + 1):
+            searcher.on_trial_result(trial_id, {"val_accuracy": 0.1 * epoch, "epoch": epoch, "training_iteration": epoch})
+        last = {"val_accuracy": 0.1 * epochs, "epoch": epochs, "early_stopped": early_stopped}
+        searcher.on_trial_complete(trial_id, last, error=error)
+    states = [t.state for t in searcher.study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL,
+                      optuna.trial.TrialState.COMPLETE]
+    assert searcher.study.trials[1].intermediate_values == {1: 0.1, 2: 0.2}  # TPE still learns from it
+    assert searcher.study.best_value == pytest.approx(0.4)
+
+
+def test_a_trial_stopped_at_its_first_rung_still_reaches_optuna_with_its_score():
+    """Ray skips the searcher's on_trial_result for the result on which ASHA says STOP."""
+    searcher = searcher_over_one_parameter(max_epochs=4)
+    searcher.suggest("stopped")
+    searcher.on_trial_complete("stopped", {"val_accuracy": 0.3, "epoch": 1, "training_iteration": 1})
+    (trial,) = searcher.study.trials
+    assert trial.state is optuna.trial.TrialState.PRUNED and trial.intermediate_values == {1: 0.3}
