@@ -1,9 +1,14 @@
 """A resumed driver rebuilds its trial records from MLflow alone (real sqlite store, no Ray)."""
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from visionsweep import tracking
+from visionsweep.config import parse_config
 from visionsweep.outcome import Outcome
 
 pytestmark = pytest.mark.integration
@@ -47,3 +52,40 @@ def test_records_come_back_and_lost_runs_are_set_aside(tmp_path):
     assert lost.info.status == "KILLED" and lost.data.tags[tracking.TAG_KIND] == tracking.LOST
     assert sorted(records) == ["done", "interrupted"]
     assert len(tracking.trial_runs(client, sweep)) == 2
+
+
+def test_resumed_logger_closes_runs_of_trials_ray_restored_as_ended(tmp_path):
+    # The dead driver logged one epoch of a trial; Ray finished it and snapshotted it TERMINATED with its
+    # result.json; the driver died before its queued MLflow writes went out. Tune restores the trial ended
+    # and calls no hook for it.
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("recovery", artifact_location=(tmp_path / "artifacts").as_uri())
+    sweep = client.create_run(experiment, tags={tracking.TAG_KIND: "sweep"}).info.run_id
+    run_id = client.create_run(experiment, tags={"mlflow.parentRunId": sweep, tracking.TAG_KIND: "trial",
+                                                 "visionsweep.trial_id": "t1"}).info.run_id
+    client.log_metric(run_id, "val_accuracy", 0.1, step=1)
+
+    results = [{"epoch": epoch, "val_accuracy": epoch / 10, "train_loss": 1 / epoch} for epoch in (1, 2, 3)]
+    trial = Trial("trainable", stub=True, trial_id="t1", config={"lr": 0.01},
+                  storage=StorageContext(str(tmp_path / "checkpoints"), "sweep"))
+    trial.storage.trial_dir_name = "t1"
+    Path(trial.path).mkdir(parents=True)
+    Path(trial.path, "result.json").write_text("".join(json.dumps(result) + "\n" for result in results))
+    trial.run_metadata.last_result = results[-1]
+    trial.set_status(Trial.TERMINATED)
+
+    config = parse_config({"name": "recovery", "space": {"lr": {"loguniform": [1e-3, 1e-1]}},
+                           "scheduler": {"max_epochs": 3, "grace_period": 1}})
+    logger = tracking.TrialLogger(tracking.TimedClient(uri), experiment, sweep, config, np.zeros(4, dtype=int))
+    logger.records = tracking.recover_records(client, sweep, "val_accuracy")
+    logger.on_step_begin(0, [trial])
+
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[tracking.TAG_OUTCOME] == "complete"
+    history = client.get_metric_history(run_id, "val_accuracy")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3)], "epochs 2 and 3 caught up"
+    assert tracking.set_aside_lost(client, logger.records) == []

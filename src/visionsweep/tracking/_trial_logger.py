@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from mlflow.entities import Metric, RunTag
 from ray import tune
+from ray.tune.result import EXPR_RESULT_FILE
 
 from visionsweep import metrics
 from visionsweep.outcome import Outcome, trial_outcome
@@ -62,6 +63,18 @@ class TrialLogger(tune.Callback):
         self.sweep = sweep
         self.image_shape = image_shape
         self.records: dict[str, TrialRecord] = {}
+        self._restored_trials_settled = False
+
+    def on_step_begin(self, iteration, trials, **info):
+        # A resumed sweep: trials that ended before the dead driver's last snapshot come back already
+        # ended, and Tune calls no hook for them. Their runs, still open, are closed here, once.
+        if self._restored_trials_settled:
+            return
+        self._restored_trials_settled = True
+        for trial in trials:
+            record = self.records.get(trial.trial_id)
+            if record is not None and record.outcome is None and trial.status in (trial.TERMINATED, trial.ERROR):
+                self._finish(trial, errored=trial.status == trial.ERROR)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         if trial.trial_id in self.records:  # restarted after a failure or a driver crash: the same run continues
@@ -99,10 +112,9 @@ class TrialLogger(tune.Callback):
         self._finish(trial, errored=True)
 
     def _catch_up(self, iteration, trials, trial) -> None:
-        """Logs the last result Ray holds for a trial if MLflow never got it (a driver that died with it queued)."""
-        last = trial.last_result or {}
-        if last.get("epoch", 0) > self.records[trial.trial_id].epochs:
-            self.on_trial_result(iteration, trials, trial, last)
+        """Logs the results Ray holds for a trial that MLflow never got (a driver that died with them queued)."""
+        for result in _results_after(trial, self.records[trial.trial_id].epochs):
+            self.on_trial_result(iteration, trials, trial, result)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         record = self.records[trial.trial_id]
@@ -173,6 +185,19 @@ class TrialLogger(tune.Callback):
     def __getstate__(self):
         # Tune pickles its callbacks with the experiment state; the client and records stay on this driver.
         return {**self.__dict__, "client": None, "records": {}}
+
+
+def _results_after(trial, epoch: int) -> list[dict]:
+    """The trial's results after `epoch`: those in its result.json in Tune's storage, ending with its last result."""
+    last = trial.last_result or {}
+    if last.get("epoch", 0) <= epoch:
+        return []
+    try:
+        with trial.storage.storage_filesystem.open_input_stream(f"{trial.path}/{EXPR_RESULT_FILE}") as stream:
+            history = [json.loads(line) for line in stream.readall().decode().splitlines() if line.strip()]
+    except (OSError, AttributeError):  # no result file synced yet, or a trial without storage
+        history = []
+    return [result for result in history if epoch < result.get("epoch", 0) < last["epoch"]] + [last]
 
 
 def _error_text(trial) -> str:
