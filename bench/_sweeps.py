@@ -11,6 +11,7 @@ from ray import tune
 from visionsweep import data
 from visionsweep.config import SweepConfig, parse_config
 from visionsweep.orchestrator import make_sampler
+from visionsweep.orchestrator._sweep import object_store_arrays
 from visionsweep.search_spaces import DefineByRun
 from visionsweep.trainables import classifier
 
@@ -37,13 +38,9 @@ def planned_params(config: SweepConfig) -> list[dict]:
 def trial_data(config: SweepConfig) -> dict:
     """The arrays a trial receives, exactly as run_sweep puts them into the object store."""
     dataset = data.load(config.data)
-    split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed)
-    parts = ("train", "val", "test")
-    return {
-        **{f"x_{part}": dataset.images[getattr(split, part)] for part in parts},
-        **{f"y_{part}": dataset.labels[getattr(split, part)] for part in parts},
-        "classes": dataset.classes,
-    }
+    split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
+                            config.data.folds)
+    return object_store_arrays(dataset, split)
 
 
 @contextlib.contextmanager

@@ -49,6 +49,9 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.15, gt=0, lt=1)  # of all rows
     test_fraction: float = Field(0.15, gt=0, lt=1)  # of all rows
     seed: int = 0  # the split's seed: same data + seed -> same rows
+    # k-fold cross-validation inside each trial: K models, each validated on one of K stratified folds of the
+    # training + validation rows; the trial reports their mean and stores out-of-fold predictions. 1: no folds.
+    folds: int = Field(1, ge=1, le=20)
     format: Literal["auto", "folders", "csv", "label_files"] = "auto"  # of a path dataset; auto detects it
     images: str | None = None  # folder the CSV's image paths are relative to (default: the CSV's folder)
     test_dataset: str | None = None  # a given test set, same format; then test_fraction is unused

@@ -1,13 +1,19 @@
-"""Repeats, early stopping inside a trial, named spaces and the coordinate strategy on real Ray and real MLflow."""
+"""Repeats, k-fold cross-validation, early stopping inside a trial, named spaces and the coordinate strategy on
+real Ray and real MLflow."""
 
+import numpy as np
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
 from visionsweep import tracking
 from visionsweep.config import parse_config
+from visionsweep.ensemble import run_ensemble
+from visionsweep.ensemble._members import load_members, sweep_members
 from visionsweep.orchestrator import run_sweep
 from visionsweep.outcome import Outcome
+from visionsweep.tracking._store import SPLIT_ARTIFACT
+from visionsweep.trainables import PREDICTIONS_FILE
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +59,36 @@ def test_coordinate_strategy_carries_the_best_value_forward(local_ray, tmp_path)
     assert sorted(map(str, params[:2])) == ["{'lr': '0.001'}", "{'lr': '0.2'}"] and len(params) == 3  # two at once
     scores = {r.params["lr"]: r.best_val for r in result.records if "batch_size" not in r.params}
     assert params[2] == {"lr": str(max(scores, key=lambda lr: scores[lr])), "batch_size": "32"}
+
+
+def test_folds_report_the_mean_and_store_out_of_fold_predictions_the_ensemble_fits_on(local_ray, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    config = parse_config({
+        "name": "it-folds",
+        "data": {"folds": 3},
+        "space": {"lr": {"loguniform": [0.01, 0.1]}},
+        "model_params": {"channels": 8, "n_conv": 1},
+        "search": {"sampler": "random", "trials": 2},
+        "scheduler": {"kind": "fifo", "max_epochs": 2},
+    })
+    result = run_sweep(config, uri, storage_path=str(tmp_path / "ray"))
+    client = MlflowClient(uri)
+    split = tracking.load_artifact_npz(client, result.sweep_run_id, SPLIT_ARTIFACT)
+    development = len(split["train"]) + len(split["val"])
+    assert np.bincount(split["folds"]).tolist() == [509, 509, 509]  # 1527 training + validation rows of digits
+    for record in result.records:
+        assert record.outcome is Outcome.COMPLETE
+        assert [m.step for m in client.get_metric_history(record.run_id, "val_accuracy_std")] == [1, 2]
+        stored = tracking.load_artifact_npz(client, record.run_id, PREDICTIONS_FILE)
+        assert stored["oof_probs"].shape == (development, 10)
+        np.testing.assert_array_equal(stored["val_probs"], stored["oof_probs"][len(split["train"]):])
+        np.testing.assert_allclose(stored["oof_probs"].sum(axis=1), 1, atol=1e-5)  # every row predicted once
+        out_of_fold = (stored["oof_probs"].argmax(axis=1) == split["development_labels"]).mean()
+        best = record.metric_by_epoch[int(stored["epoch"])]
+        assert out_of_fold == pytest.approx(best, abs=1e-9), "the reported score is the mean over equal folds"
+
+    members = load_members(client, *sweep_members(client, result.sweep_run_id))
+    assert members.val_probs.shape == (2, development, 10)
+    np.testing.assert_array_equal(members.val_labels, split["development_labels"])
+    table = run_ensemble(client, result.sweep_run_id, top_k=["1", "2"])
+    assert len(table.rows) == 2

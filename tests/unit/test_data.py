@@ -22,3 +22,16 @@ def test_split_is_stratified_disjoint_and_reproducible():
     again = data.make_split(dataset, val_fraction=0.2, test_fraction=0.2, seed=3)
     assert all(np.array_equal(getattr(split, p), getattr(again, p)) for p in ("train", "val", "test"))
     assert dataset.fingerprint() == data.load(DataConfig(dataset="digits")).fingerprint()
+
+
+def test_folds_deal_every_development_row_once_stratified_and_reproducibly():
+    dataset = data.load(DataConfig(dataset="digits"))
+    split = data.make_split(dataset, val_fraction=0.2, test_fraction=0.2, seed=3, folds=4)
+    assert len(split.folds) == len(split.development) == len(split.train) + len(split.val)
+    assert np.bincount(split.folds).tolist() == [360, 359, 359, 359]  # 1437 rows in 4 folds
+    labels = dataset.labels[split.development]
+    for fold in range(4):
+        np.testing.assert_allclose(np.bincount(labels[split.folds == fold], minlength=10) / 359, 0.1, atol=0.012)
+    again = data.make_split(dataset, val_fraction=0.2, test_fraction=0.2, seed=3, folds=4)
+    assert np.array_equal(split.folds, again.folds)
+    assert data.make_split(dataset, val_fraction=0.2, test_fraction=0.2, seed=3).folds is None

@@ -98,3 +98,14 @@ def test_data_errors_exit_2(tmp_path, capsys):
     sweep.write_text(f"name: x\ndata: {{dataset: {tmp_path / 'set'}, cache_dir: {tmp_path / 'cache'}}}\nsearch: {{metric: val_micro_f1}}\n")
     assert main(["run", str(sweep), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
     assert "sea.txt, line 1: 'im4.jpg' names no image" in capsys.readouterr().err
+
+
+def test_multilabel_folds_keep_a_rare_label_in_every_fold():
+    rng = np.random.default_rng(1)
+    labels = (rng.random((1500, 4)) < [0.4, 0.2, 0.1, 0.0]).astype(np.uint8)
+    labels[rng.choice(1500, 15, replace=False), 3] = 1  # a label on 15 images only
+    dataset = data.Dataset(images=np.zeros((1500, 4, 4, 1), np.uint8), labels=labels, classes=tuple("abcd"))
+    split = data.make_split(dataset, val_fraction=0.2, test_fraction=0.2, seed=5, folds=3)
+    rare = labels[split.development, 3]
+    assert np.bincount(split.folds).tolist() == [400, 400, 400]
+    assert all(rare[split.folds == fold].sum() >= 2 for fold in range(3))

@@ -24,7 +24,7 @@ class Members:
 
     run_ids: list[str]
     names: list[str]  # for people: the trial run's name, or the model URI it came from
-    val_probs: np.ndarray  # float32 (members, val rows, classes)
+    val_probs: np.ndarray  # float32 (members, val rows, classes): with folds, every development row out of fold
     test_probs: np.ndarray  # float32 (members, test rows, classes)
     val_labels: np.ndarray
     test_labels: np.ndarray
@@ -89,11 +89,16 @@ def load_members(client, runs: list, names: list[str]) -> Members:
                 f"members come from sweeps with different validation/test rows ({sweeps[0]} and {sweep}): "
                 "an ensemble needs members scored on the same rows"
             )
+    # Members cross-validated on the same folds (data.folds) are fitted on the out-of-fold predictions of
+    # every development row, not on the validation rows alone: more rows to choose and weigh members on.
+    out_of_fold = all("oof_probs" in p for p in stored) and all(
+        "folds" in split and np.array_equal(split["folds"], first["folds"]) for split in splits.values())
+    fit_part, fit_labels = ("oof_probs", first["development_labels"]) if out_of_fold else ("val_probs", first["val_labels"])
     classes = first["classes"].tolist()
     for run, predictions in zip(runs, stored):
         if predictions["classes"].tolist() != classes:
             raise LookupError(f"run {run.info.run_id} predicts classes {predictions['classes'].tolist()}, not {classes}")
-    val_probs, test_probs = np.stack([p["val_probs"] for p in stored]), np.stack([p["test_probs"] for p in stored])
+    val_probs, test_probs = np.stack([p[fit_part] for p in stored]), np.stack([p["test_probs"] for p in stored])
     if first["test_labels"].ndim == 2:  # multi-label: each member votes with its own thresholds
         val_probs, test_probs = centre_on_thresholds(val_probs, stored), centre_on_thresholds(test_probs, stored)
     return Members(
@@ -101,7 +106,7 @@ def load_members(client, runs: list, names: list[str]) -> Members:
         names=names,
         val_probs=val_probs,
         test_probs=test_probs,
-        val_labels=first["val_labels"],
+        val_labels=fit_labels,
         test_labels=first["test_labels"],
         classes=classes,
         member_thresholds=[p["thresholds"].tolist() if "thresholds" in p else None for p in stored],

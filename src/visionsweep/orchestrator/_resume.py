@@ -35,7 +35,8 @@ def resume_sweep(
     dataset = data.load(config.data)
     if dataset.fingerprint() != run.data.tags.get("visionsweep.data_fingerprint"):
         raise LookupError(f"sweep {sweep_run_id}: dataset {config.data.dataset!r} changed since the sweep started")
-    split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed)
+    split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
+                            config.data.folds)
 
     client.update_run(sweep_run_id, status="RUNNING")
     writer = tracking.BufferedClient(client)

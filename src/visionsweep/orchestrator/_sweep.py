@@ -65,7 +65,8 @@ def run_sweep(
     if config.search.metric not in allowed:  # known only now that the data says whether it is multi-label
         kind = "multi-label" if dataset.multilabel else "multi-class"
         raise ConfigError(f"search.metric {config.search.metric!r}: {config.data.dataset} is {kind}; allowed: {', '.join(allowed)}")
-    split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed)
+    split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
+                            config.data.folds)
     client, experiment_id = tracking.connect(tracking_uri, config.name)
     sweep_run_id = tracking.start_sweep(client, experiment_id, config, dataset, split)
     state = SweepState.create(config, sweep_run_id, storage_path)
@@ -129,6 +130,7 @@ def object_store_arrays(dataset, split) -> dict:
         **{f"x_{part}": dataset.images[getattr(split, part)] for part in ("train", "val", "test")},
         **{f"y_{part}": dataset.labels[getattr(split, part)] for part in ("train", "val", "test")},
         "classes": dataset.classes,
+        **({"folds": split.folds} if split.folds is not None else {}),
     }
 
 

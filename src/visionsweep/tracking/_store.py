@@ -101,16 +101,13 @@ def start_sweep(client, experiment_id: str, config: SweepConfig, dataset: Datase
     run_id = run.info.run_id
     log_params(client, run_id, flatten(config))
     client.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config.yaml")
+    arrays = {part: getattr(split, part) for part in ("train", "val", "test")}
+    arrays.update(val_labels=dataset.labels[split.val], test_labels=dataset.labels[split.test],
+                  classes=np.array(dataset.classes))
+    if split.folds is not None:  # the ensemble fits on the out-of-fold predictions of every development row
+        arrays.update(folds=split.folds, development_labels=dataset.labels[split.development])
     buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        train=split.train,
-        val=split.val,
-        test=split.test,
-        val_labels=dataset.labels[split.val],
-        test_labels=dataset.labels[split.test],
-        classes=np.array(dataset.classes),
-    )
+    np.savez(buffer, **arrays)
     log_bytes(client, run_id, SPLIT_ARTIFACT, buffer.getvalue())
     return run_id
 

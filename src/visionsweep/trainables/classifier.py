@@ -25,9 +25,12 @@ EVAL_BATCH = 1024  # images per forward pass when predicting
 def train_classifier(params: dict, *, data: dict, sweep: SweepConfig) -> None:
     """Ray Tune function trainable. `params` are the trial's sampled values; `data` comes from the object store.
 
-    With `search.repeats` N, N models (seeds seed .. seed+N-1) train in step; each epoch reports the mean of
-    their metrics (the objective, so ASHA compares means) and the std as `<metric>_std`. The trial's
-    predictions are those of the first seed, at the epoch of the best mean.
+    A trial trains one model per seed (`search.repeats` N: seeds seed .. seed+N-1) and per fold (`data.folds`
+    K: each fold of the training + validation rows validates the model trained on the others), all in step.
+    Each epoch reports the mean of their metrics (the objective, so ASHA compares means) and the std as
+    `<metric>_std`. The trial's predictions come from its first seed, at the epoch of the best mean: with
+    folds, the out-of-fold predictions of every development row (`oof_probs`, whose validation rows are
+    `val_probs`) and the mean of the fold models' test predictions.
     """
     recipe, model_params = sweep.trial_settings(params)
     torch.set_num_threads(max(1, int(sweep.resources.cpu)))
@@ -37,16 +40,16 @@ def train_classifier(params: dict, *, data: dict, sweep: SweepConfig) -> None:
     classes = data["classes"]
 
     mean, std = channel_stats(data["x_train"])
-    x_val, x_test = (to_input(data[f"x_{part}"], mean, std, device) for part in ("val", "test"))
-    # Training images stay uint8 (N, C, H, W), a quarter of float's memory; each batch becomes 0..1 floats,
-    # is augmented on that scale, then normalised.
-    x_train = torch.as_tensor(np.array(data["x_train"]), device=device).permute(0, 3, 1, 2)
-    y_train = torch.as_tensor(np.array(data["y_train"]), device=device)
-    y_val = torch.as_tensor(np.array(data["y_val"]), device=device)
+    x_test = to_input(data["x_test"], mean, std, device)
     augment = sweep.trial_augment(params)
-    augmenter = Augmenter(augment, x_train.shape[2], len(classes), multilabel)
-    x_train, y_train = offline_copies(x_train, y_train, augmenter, augment.offline_copies)
-    labels_train = y_train.cpu().numpy()
+    image_size, channels = data["x_train"].shape[1], data["x_train"].shape[3]
+    augmenter = Augmenter(augment, image_size, len(classes), multilabel)
+    loss_fn = make_loss(recipe, len(classes), multilabel).to(device)  # validation loss: unweighted, comparable
+    folds = [
+        Fold(x_train, y_train, x_val, y_val, held_out, mean, std, device, augmenter, augment.offline_copies, recipe,
+             len(classes), loss_fn)
+        for x_train, y_train, x_val, y_val, held_out in fold_rows(data)
+    ]
 
     def batch_input(images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = images.float().div_(255)
@@ -55,21 +58,11 @@ def train_classifier(params: dict, *, data: dict, sweep: SweepConfig) -> None:
         return normalize(images, mean, std), target
 
     max_epochs = sweep.scheduler.max_epochs
-    steps_per_epoch = -(-len(x_train) // recipe.batch_size)
-    loss_fn = make_loss(recipe, len(classes), multilabel).to(device)
-    train_loss_fn = loss_fn  # validation loss stays unweighted, comparable across trials
-    if recipe.class_weights == "balanced":
-        weights = imbalance.loss_weights(labels_train, len(classes))
-        train_loss_fn = make_loss(recipe, len(classes), multilabel, class_weights=weights).to(device)
-    draw_weights = None
-    if recipe.oversample > 0:
-        draw_weights = torch.as_tensor(imbalance.sample_weights(labels_train, len(classes), recipe.oversample))
-    shape = {"num_classes": len(classes), "in_channels": x_train.shape[1], "image_size": x_train.shape[2],
-             "multilabel": multilabel}
-    members = [
-        Member(sweep.model, shape, model_params, recipe, seed, steps_per_epoch, max_epochs, device)
-        for seed in range(recipe.seed, recipe.seed + sweep.search.repeats)
-    ]
+    shape = {"num_classes": len(classes), "in_channels": channels, "image_size": image_size, "multilabel": multilabel}
+    seeds = range(recipe.seed, recipe.seed + sweep.search.repeats)
+    members = [Member(sweep.model, shape, model_params, recipe, seed, fold, max_epochs, device)
+               for fold in folds for seed in seeds]
+    first_seed = members[:: len(seeds)]  # one member per fold: the trial's predictions
     sign = 1 if sweep.search.mode == "max" else -1  # so that higher is better
     stopping = EarlyStopping(recipe.early_stopping_patience, recipe.early_stopping_min_delta)
 
@@ -88,13 +81,14 @@ def train_classifier(params: dict, *, data: dict, sweep: SweepConfig) -> None:
     for epoch in range(state["epoch"] + 1, max_epochs + 1):
         runs = []
         for member in members:
-            train_loss = member.train_epoch(epoch, x_train, y_train, train_loss_fn, batch_input, draw_weights)
-            val_probs, val_loss = predict(member.model, x_val, y_val, loss_fn, multilabel)
+            fold = member.fold
+            train_loss = member.train_epoch(epoch, batch_input)
+            val_probs, val_loss = predict(member.model, fold.x_val, fold.y_val, loss_fn, multilabel)
             member.fitting.end_epoch(val_loss)
             thresholds = None
             if multilabel:  # decision thresholds chosen on validation rows, stored to apply unchanged to test rows
-                thresholds = metrics.tune_thresholds(val_probs, data["y_val"], recipe.threshold, recipe.fixed_threshold)
-            scores = metrics.scores(val_probs, data["y_val"], prefix="val_",
+                thresholds = metrics.tune_thresholds(val_probs, fold.labels_val, recipe.threshold, recipe.fixed_threshold)
+            scores = metrics.scores(val_probs, fold.labels_val, prefix="val_",
                                     threshold=0.5 if thresholds is None else thresholds,
                                     classes=classes if multilabel else None)
             runs.append(({"train_loss": train_loss, "val_loss": val_loss, **scores}, val_probs, thresholds))
@@ -102,11 +96,8 @@ def train_classifier(params: dict, *, data: dict, sweep: SweepConfig) -> None:
         score = sign * val_metrics[sweep.search.metric]
         if score > state["best_score"]:
             # Only an improving epoch pays for the test-set pass: its predictions are the trial's.
-            test_probs, _ = predict(members[0].model, x_test, None, loss_fn, multilabel)
-            _, val_probs, thresholds = runs[0]
-            best_predictions = {"val_probs": val_probs, "test_probs": test_probs, "classes": np.array(classes)}
-            if thresholds is not None:
-                best_predictions["thresholds"] = thresholds
+            best_predictions = trial_predictions(first_seed, runs[:: len(seeds)], x_test, data, recipe, loss_fn)
+            best_predictions["classes"] = np.array(classes)
             state.update(
                 best_epoch=epoch,
                 best_score=score,
@@ -136,26 +127,92 @@ def train_classifier(params: dict, *, data: dict, sweep: SweepConfig) -> None:
             return
 
 
-class Member:
-    """One seed's model and its optimizer and schedule (a trial has `search.repeats` of them)."""
+def fold_rows(data: dict):
+    """(x_train, y_train, x_val, y_val, held_out) per fold, as numpy arrays: the fixed split (held_out None),
+    or with `data["folds"]` each fold of the development rows held out in turn (held_out: their positions)."""
+    if "folds" not in data:
+        yield data["x_train"], data["y_train"], data["x_val"], data["y_val"], None
+        return
+    x = np.concatenate([data["x_train"], data["x_val"]])
+    y = np.concatenate([data["y_train"], data["y_val"]])
+    for number in range(data["folds"].max() + 1):
+        held_out = np.flatnonzero(data["folds"] == number)
+        kept = np.flatnonzero(data["folds"] != number)
+        yield x[kept], y[kept], x[held_out], y[held_out], held_out
 
-    def __init__(self, model_name, shape, model_params, recipe, seed, steps_per_epoch, max_epochs, device):
+
+class Fold:
+    """The rows one model trains and validates on, ready on the device, with the loss and draws they call for.
+
+    Training images stay uint8 (N, C, H, W), a quarter of float's memory: each batch becomes 0..1 floats,
+    is augmented on that scale, then normalised. Validation images are normalised once.
+    """
+
+    def __init__(self, x_train, y_train, x_val, y_val, held_out, mean, std, device, augmenter, copies, recipe,
+                 num_classes, loss_fn):
+        x_train = torch.as_tensor(np.array(x_train), device=device).permute(0, 3, 1, 2)
+        self.x_train, self.y_train = offline_copies(x_train, torch.as_tensor(np.array(y_train), device=device),
+                                                    augmenter, copies)
+        self.x_val = to_input(x_val, mean, std, device)
+        self.y_val = torch.as_tensor(np.array(y_val), device=device)
+        self.labels_val = np.asarray(y_val)
+        self.held_out = held_out
+        labels_train = self.y_train.cpu().numpy()
+        self.loss_fn = loss_fn
+        if recipe.class_weights == "balanced":
+            weights = imbalance.loss_weights(labels_train, num_classes)
+            self.loss_fn = make_loss(recipe, num_classes, labels_train.ndim == 2, class_weights=weights).to(device)
+        self.draw_weights = None
+        if recipe.oversample > 0:
+            self.draw_weights = torch.as_tensor(imbalance.sample_weights(labels_train, num_classes, recipe.oversample))
+
+
+def trial_predictions(members, runs, x_test, data, recipe, loss_fn) -> dict[str, np.ndarray]:
+    """The stored predictions of one epoch, from one member per fold and their validation `runs`."""
+    multilabel = data["y_train"].ndim == 2
+    if members[0].fold.held_out is None:  # the fixed split
+        _, val_probs, thresholds = runs[0]
+        test_probs, _ = predict(members[0].model, x_test, None, loss_fn, multilabel)
+        predictions = {"val_probs": val_probs, "test_probs": test_probs}
+    else:
+        oof_probs = np.empty((len(data["folds"]), len(data["classes"])), dtype=np.float32)
+        for member, (_, val_probs, _) in zip(members, runs):
+            oof_probs[member.fold.held_out] = val_probs
+        test_probs = np.mean([predict(member.model, x_test, None, loss_fn, multilabel)[0] for member in members], axis=0)
+        thresholds = None
+        if multilabel:  # one set of thresholds for the trial, tuned on every out-of-fold row
+            development_labels = np.concatenate([data["y_train"], data["y_val"]])
+            thresholds = metrics.tune_thresholds(oof_probs, development_labels, recipe.threshold, recipe.fixed_threshold)
+        predictions = {"val_probs": oof_probs[len(data["y_train"]):], "test_probs": test_probs.astype(np.float32),
+                       "oof_probs": oof_probs}
+    if thresholds is not None:
+        predictions["thresholds"] = thresholds
+    return predictions
+
+
+class Member:
+    """One seed's model on one fold, with its optimizer and schedule (a trial has repeats x folds of them)."""
+
+    def __init__(self, model_name, shape, model_params, recipe, seed, fold: Fold, max_epochs, device):
         torch.manual_seed(seed)
+        self.fold = fold
         self.model = models.create(model_name, **shape, **model_params).to(device)
         # On a GPU: bfloat16 autocast (tensor cores, no loss scaling needed) and channels-last convolutions.
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
+        steps_per_epoch = -(-len(fold.x_train) // recipe.batch_size)
         self.fitting = Fitting(recipe, self.model, steps_per_epoch, max_epochs)
         self.batch_size = recipe.batch_size
         self.generator = torch.Generator().manual_seed(seed)
 
-    def train_epoch(self, epoch: int, x, y, loss_fn, batch_input, draw_weights=None) -> float:
-        """One pass over the training rows in a seeded random order; returns the mean training loss.
+    def train_epoch(self, epoch: int, batch_input) -> float:
+        """One pass over the fold's training rows in a seeded random order; returns the mean training loss.
 
         `batch_input(images, target)` turns a uint8 batch into the model's input (augmented, normalised);
-        with `draw_weights` the epoch is as many weighted draws with replacement (oversampling rare labels).
+        with the fold's `draw_weights` the epoch is as many weighted draws with replacement (oversampling rare labels).
         """
+        x, y, draw_weights = self.fold.x_train, self.fold.y_train, self.fold.draw_weights
         self.fitting.start_epoch(epoch)
         self.model.train()
         if draw_weights is None:
@@ -166,7 +223,7 @@ class Member:
         for batch in order.split(self.batch_size):
             images, target = batch_input(x[batch], y[batch])
             with self.autocast:
-                loss = loss_fn(self.model(images), target)
+                loss = self.fold.loss_fn(self.model(images), target)
             self.fitting.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.fitting.step()
