@@ -71,19 +71,23 @@ def main():
         both = run_sweep(config, f"sqlite:///{folder}/ours-beside-stock.db", storage_path=f"{folder}/ray", callbacks=[stock])
     results = sum(len(r.metric_by_epoch) for r in ours.records)
     share = ours.mlflow_seconds / ours.wall_seconds
+    wait_share = ours.mlflow_wait_seconds / ours.wall_seconds
     stock_share = stock.seconds / both.wall_seconds
     save(
         args,
         "logging",
         {
             "measures": "seconds in MLflow calls / sweep wall seconds (driver side)",
-            "headline": f"{share:.2%} (Ray's MLflowLoggerCallback {stock_share:.2%})",
+            "headline": f"{share:.2%}, of which the sweep waited {wait_share:.2%} (Ray's MLflowLoggerCallback {stock_share:.2%})",
             "target": f"<= {TARGET:.0%}",
             "met": share <= TARGET,
             "runs": f"2 sweeps of {config.search.trials} trials (examples/digits.yaml{', quick' if args.quick else ''})",
             "logging_share": round(share, 5),
             "ours": {
                 "mlflow_seconds": round(ours.mlflow_seconds, 2),
+                # The writes go out from a background thread; the Tune loop waits only for these.
+                "mlflow_wait_seconds": round(ours.mlflow_wait_seconds, 2),
+                "wait_share": round(wait_share, 5),
                 "wall_seconds": round(ours.wall_seconds, 2),
                 "results": results,
                 "ms_per_result": round(1000 * ours.mlflow_seconds / max(1, results), 1),  # includes run start/end

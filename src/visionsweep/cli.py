@@ -135,7 +135,8 @@ def report_sweep(config, result, uri) -> int:
         print(f"best trial {best.trial_id} (MLflow run {best.run_id}): {config.search.metric} {best.best_val:.4f}, {scores}")
         print("  " + ", ".join(f"{k}={_short(v)}" for k, v in best.params.items()))
     share = result.mlflow_seconds / result.wall_seconds
-    print(f"MLflow calls: {result.mlflow_seconds:.1f} s ({share:.1%} of wall time); sweep run {result.sweep_run_id}")
+    print(f"MLflow calls: {result.mlflow_seconds:.1f} s ({share:.1%} of wall time), of which the sweep waited "
+          f"{result.mlflow_wait_seconds:.1f} s; sweep run {result.sweep_run_id}")
     print(f"ensemble: visionsweep ensemble --experiment {config.name} --tracking-uri {uri}")
     print(f"browse:   visionsweep ui --tracking-uri {uri}   then open http://127.0.0.1:{UI_PORT}")
     return 0

@@ -99,3 +99,18 @@ def test_artifacts_are_copied_so_the_callers_folder_may_vanish():
     server.down.clear()
     assert client.close(timeout=5)
     assert server.received == [("log_artifacts", "run", ["predictions.npz"])]
+
+
+def test_callers_wait_for_answers_and_flushes_but_not_for_writes():
+    server = FlakyServer()
+    server.seconds = 0.5  # a timed client's earlier calls, made before the writer existed, were waited for
+    client = BufferedClient(server)
+    assert client.waited_seconds == 0.5
+    server.down.set()  # writes pile up; the caller is not held
+    client.log_batch("run", metrics=[1])
+    assert client.waited_seconds < 0.5 + 0.01
+    threading.Timer(0.1, server.down.clear).start()
+    assert client.get_run("run") == "run"  # retried until the server is back: the caller waits
+    assert client.flush(timeout=5)
+    assert client.waited_seconds >= 0.5 + 0.1
+    client.close()

@@ -38,7 +38,8 @@ class SweepResult:
     records: list  # tracking.TrialRecord, one per trial
     study: optuna.Study | None
     wall_seconds: float
-    mlflow_seconds: float  # spent in MLflow calls on the driver
+    mlflow_seconds: float  # spent in MLflow calls on the driver, most of them by the background writer
+    mlflow_wait_seconds: float = 0.0  # of which the sweep waited for: calls that return something, flushes
 
     def count(self, outcome: Outcome) -> int:
         return sum(r.outcome is outcome for r in self.records)
@@ -68,12 +69,12 @@ def run_sweep(
     split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
                             config.data.folds)
     client, experiment_id = tracking.connect(tracking_uri, config.name)
-    sweep_run_id = tracking.start_sweep(client, experiment_id, config, dataset, split)
+    writer = tracking.BufferedClient(client)
+    sweep_run_id = tracking.start_sweep(writer, experiment_id, config, dataset, split)
     state = SweepState.create(config, sweep_run_id, storage_path)
     for key, value in state.tags().items():
-        client.set_tag(sweep_run_id, key, value)
-    log_dataset_report(client, sweep_run_id, dataset)
-    writer = tracking.BufferedClient(client)
+        writer.set_tag(sweep_run_id, key, value)
+    log_dataset_report(writer, sweep_run_id, dataset)
     logger = tracking.TrialLogger(writer, experiment_id, sweep_run_id, config, dataset.labels[split.test],
                                   image_shape=dataset.images.shape[1:])
     searcher = make_searcher(config, state)
@@ -148,6 +149,7 @@ def finish(config, client, writer, logger, sweep_run_id, status, study, started,
         study=study,
         wall_seconds=time.monotonic() - started,
         mlflow_seconds=client.seconds,
+        mlflow_wait_seconds=writer.waited_seconds,
     )
     summary = {f"trials_{o.value}": result.count(o) for o in Outcome}
     best = result.best(config.search.mode)
@@ -156,6 +158,7 @@ def finish(config, client, writer, logger, sweep_run_id, status, study, started,
         summary.update(best.test_scores)
     summary.update(phases or {}, wall_seconds=result.wall_seconds)
     summary["mlflow_seconds"] = client.seconds
+    summary["mlflow_wait_seconds"] = writer.waited_seconds
     summary["mlflow_retries"] = writer.retries
     if study is not None:
         tracking.log_study(writer, sweep_run_id, study)  # for the report's Optuna plots

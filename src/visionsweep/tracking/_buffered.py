@@ -64,6 +64,9 @@ class BufferedClient:
         self.retries = 0  # failed sends that were retried
         self.longest_backlog = 0  # writes waiting at once, at most
         self.outage_seconds = 0.0  # time spent waiting for the server
+        # Time callers were held: calls that return something, and flush(). A timed client's calls made
+        # before this writer existed were all waited for.
+        self.waited_seconds = getattr(client, "seconds", 0.0)
         self.failed: list[str] = []  # writes the server refused (4xx): reported, not retried
         self._thread = threading.Thread(target=self._drain, name="mlflow-writer", daemon=True)
         self._thread.start()
@@ -74,7 +77,7 @@ class BufferedClient:
             return lambda *args, **kwargs: self._enqueue(name, args, kwargs)
         if not callable(method):
             return method
-        return lambda *args, **kwargs: retry(lambda: method(*args, **kwargs), on_retry=self._count_retry)
+        return lambda *args, **kwargs: self._waited(retry, lambda: method(*args, **kwargs), on_retry=self._count_retry)
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
         # The caller's file may be gone by the time the server answers (a checkpoint's temporary folder).
@@ -89,6 +92,16 @@ class BufferedClient:
 
     def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
         """Waits until every queued write is sent; False (and a warning) if the server stayed away past `timeout`."""
+        return self._waited(self._flush, timeout)
+
+    def _waited(self, call, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            self.waited_seconds += time.perf_counter() - started
+
+    def _flush(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._changed:
             while self._queue or self._busy:
