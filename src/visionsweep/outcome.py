@@ -5,7 +5,7 @@ from enum import Enum
 
 class Outcome(str, Enum):
     COMPLETE = "complete"  # trained for every epoch it was given, or ended by its own early stopping
-    PRUNED = "pruned"  # stopped early by the scheduler (ASHA)
+    PRUNED = "pruned"  # stopped early by the scheduler (ASHA) or by the sweep's time budget
     FAILED = "failed"  # raised
 
 

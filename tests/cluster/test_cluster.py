@@ -49,7 +49,7 @@ def check_all_closed(client, sweep, runs, trials: int, epochs: int) -> None:
     assert len(runs) == trials
     assert len({run.data.tags["visionsweep.trial_id"] for run in runs}) == trials, "a trial logged twice"
     for run in runs:
-        assert run.info.status == "FINISHED", (run.info.run_id, run.info.status)
+        assert run.info.status == "FINISHED", (run.info.run_id, run.info.status, run.data.tags.get("visionsweep.error"))
         assert steps(client, run) == list(range(1, epochs + 1)), "an epoch's metrics missing or doubled"
 
 

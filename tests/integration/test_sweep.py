@@ -26,7 +26,9 @@ SWEEP = {
     "space": {"lr": {"loguniform": [0.01, 0.3]}, "n_conv": {"categorical": [1, 2, 4]}, "channels": {"categorical": [8, 16]}},
     "search": {"sampler": "random", "trials": TRIALS, "seed": 1},
     "scheduler": {"kind": "asha", "max_epochs": 4, "grace_period": 1, "reduction_factor": 2},
-    "resources": {"cpu": 1, "concurrent": 2},
+    # No retries: a trial that cannot build its model fails the same way each time, and each retry costs a new
+    # trial process (seconds); retries after a lost process are the cluster tests' subject.
+    "resources": {"cpu": 1, "concurrent": 2, "max_failures": 0},
 }
 
 
@@ -81,6 +83,30 @@ def test_sweep_on_sqlite(local_ray, tmp_path):
 def test_sweep_against_mlflow_server(local_ray, mlflow_server, tmp_path):
     result = run_sweep(parse_config(SWEEP), mlflow_server, storage_path=str(tmp_path / "ray"))
     check_sweep(result, mlflow_server)
+
+
+def test_a_time_budget_stops_the_running_trials_as_pruned_with_their_predictions(local_ray, tmp_path):
+    """search.time_budget_s: Tune stops the running trials without a hook; their runs still end with their
+    predictions, the study hears of them as PRUNED, and nothing is left RUNNING."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    config = parse_config({
+        "name": "it-budget", "space": {"lr": {"loguniform": [0.01, 0.3]}},
+        "search": {"sampler": "random", "trials": 20, "seed": 1, "time_budget_s": 10},
+        "scheduler": {"kind": "fifo", "max_epochs": 2000},  # digits epochs take 0.1-0.2 s: far beyond the budget
+        "resources": {"cpu": 1, "concurrent": 2},
+    })
+    result = run_sweep(config, uri, storage_path=str(tmp_path / "ray"))
+    client = MlflowClient(uri)
+    assert client.get_run(result.sweep_run_id).info.status == "FINISHED"
+    trials = tracking.trial_runs(client, result.sweep_run_id)
+    assert len(trials) == 2, "the two trials running when the budget ran out; none after"
+    for run in trials:
+        assert run.info.status == "FINISHED" and run.data.tags[tracking.TAG_OUTCOME] == "pruned"
+        epochs = len(client.get_metric_history(run.info.run_id, "val_accuracy"))
+        assert 1 <= epochs < 2000 and int(run.data.tags["visionsweep.pruned_at_epoch"]) == epochs
+        assert "best_val_accuracy" in run.data.metrics and "test_accuracy" in run.data.metrics
+        assert tracking.load_artifact_npz(client, run.info.run_id, "predictions.npz")["test_probs"].shape[1] == 10
+    assert [t.state for t in result.study.trials] == [optuna.trial.TrialState.PRUNED] * 2
 
 
 def test_cli_run_and_ensemble(local_ray, tmp_path, capsys, monkeypatch):

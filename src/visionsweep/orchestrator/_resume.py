@@ -17,6 +17,7 @@ from ray.tune.logger import JsonLoggerCallback
 
 from visionsweep import data, tracking
 from visionsweep.config import SweepConfig, parse_config
+from visionsweep.orchestrator._searcher import TellStoppedTrials
 from visionsweep.orchestrator._state import SweepState
 from visionsweep.orchestrator._sweep import SweepResult, connect_ray, finish, make_trainable, object_store_arrays
 
@@ -49,9 +50,9 @@ def resume_sweep(
         tuner = tune.Tuner.restore(
             state.tune_path, trainable=make_trainable(config, object_store_arrays(dataset, split)), resume_errored=True
         )
-        # The callbacks come back unpickled, without their MLflow client: hand Tune the live logger instead.
-        tuner._local_tuner.get_run_config().callbacks = [logger, JsonLoggerCallback()]
         searcher = tuner._local_tuner._tune_config.search_alg
+        # The callbacks come back unpickled, without their MLflow client or searcher: hand Tune live ones.
+        tuner._local_tuner.get_run_config().callbacks = [logger, TellStoppedTrials(searcher), JsonLoggerCallback()]
         study = getattr(searcher, "study", None)  # coordinate search has no Optuna study
         tuner.fit()
         if state.study_storage and study is not None:  # the searcher's copy was unpickled; the storage holds the truth

@@ -2,6 +2,7 @@ import pickle
 import warnings
 
 import optuna
+from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
@@ -102,3 +103,20 @@ class CoordinateSearch(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self.configs:
             self.walk.tell(self.configs.pop(trial_id), None if error else self.best.pop(trial_id, None))
+
+
+class TellStoppedTrials(tune.Callback):
+    """When the time budget (search.time_budget_s) runs out, Tune stops the running trials without telling
+    the searcher. At the experiment's end this tells it each one's last result, as a scheduler's stop is
+    told (Optuna: PRUNED, with the scores so far). Trials the searcher has heard of already are ignored."""
+
+    def __init__(self, searcher: Searcher):
+        self.searcher = searcher
+
+    def on_experiment_end(self, trials, **info):
+        for trial in trials:
+            if trial.status == trial.TERMINATED and trial.last_result:
+                self.searcher.on_trial_complete(trial.trial_id, trial.last_result)
+
+    def __getstate__(self):
+        return {"searcher": None}  # Tune pickles its callbacks with the experiment state, and saves searchers itself

@@ -10,7 +10,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from visionsweep import data, metrics, tracking
 from visionsweep.config import ConfigError, SweepConfig
-from visionsweep.orchestrator._searcher import CoordinateSearch, OptunaSearchWithPruning, make_sampler
+from visionsweep.orchestrator._searcher import CoordinateSearch, OptunaSearchWithPruning, TellStoppedTrials, make_sampler
 from visionsweep.orchestrator._state import SweepState, close_abandoned_trials
 from visionsweep.orchestrator.progress import SweepProgress
 from visionsweep.outcome import Outcome
@@ -204,13 +204,14 @@ def build_tuner(config, arrays, searcher, callbacks, state: SweepState, verbose)
             # coordinate: as many trials as the walk proposes (it answers FINISHED at the end)
             num_samples=-1 if config.search.strategy == "coordinate" else config.search.trials,
             max_concurrent_trials=config.resources.concurrent,
+            time_budget_s=config.search.time_budget_s,
             reuse_actors=True,  # a new process per trial costs 3-4 s of torch import (STACK.md)
             trial_dirname_creator=lambda trial: trial.trial_id,
         ),
         run_config=tune.RunConfig(
             name=state.name,
             storage_path=state.storage_root,
-            callbacks=[*callbacks, JsonLoggerCallback()],
+            callbacks=[*callbacks, TellStoppedTrials(searcher), JsonLoggerCallback()],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             # A trial whose process or node died is retried from its last checkpoint (README: Cluster).
             failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),

@@ -68,16 +68,27 @@ class TrialLogger(tune.Callback):
     def on_step_begin(self, iteration, trials, **info):
         # A resumed sweep: trials that ended before the dead driver's last snapshot come back already
         # ended, and Tune calls no hook for them. Their runs, still open, are closed here, once.
-        if self._restored_trials_settled:
-            return
-        self._restored_trials_settled = True
+        if not self._restored_trials_settled:
+            self._restored_trials_settled = True
+            self._finish_ended(trials)
+
+    def on_experiment_end(self, trials, **info):
+        # The time budget (search.time_budget_s) ran out: Tune stopped the running trials without a hook.
+        self._finish_ended(trials)
+
+    def _finish_ended(self, trials) -> None:
+        """Closes the open runs of trials that Tune has ended without telling us."""
         for trial in trials:
             record = self.records.get(trial.trial_id)
             if record is not None and record.outcome is None and trial.status in (trial.TERMINATED, trial.ERROR):
                 self._finish(trial, errored=trial.status == trial.ERROR)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        if trial.trial_id in self.records:  # restarted after a failure or a driver crash: the same run continues
+        record = self.records.get(trial.trial_id)
+        if record is not None:  # restarted after a failure or a driver crash: the same run continues
+            if not record.params:  # a dead driver's queued writes never went out: its params among them
+                log_params(self.client, record.run_id, trial.config)
+                record.params = dict(trial.config)
             self._catch_up(iteration, trials, trial)
             return
         run = self.client.create_run(
