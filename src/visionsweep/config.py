@@ -138,6 +138,11 @@ class TrainConfig(_Section):
     head_epochs: int = Field(0, ge=0)  # two-phase fine-tuning: first epochs train only the head, backbone frozen
     unfreeze_lr_factor: float = Field(10, ge=1)  # ... then all layers train at lr / unfreeze_lr_factor
     seed: int = 0  # weight init and batch order
+    # Training's precision; predictions are float32 either way. bf16: bfloat16 autocast with channels-last
+    # convolutions (no loss scaling needed); auto: bf16 on a GPU, fp32 on a CPU. On a CPU bf16 pays where it has
+    # bfloat16 matrix units (Intel AMX), and not for every model: 2.4x per step for a small CNN, 0.7x for
+    # resnet18 at 32 px (bench/precision.py).
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     class_weights: Literal["none", "balanced"] = "none"  # balanced: CE class weights / BCE pos_weight from counts
     oversample: float = Field(0.0, ge=0, le=1)  # batch order draws images with weight count**-oversample of their rarest label
     threshold: Literal["fixed", "global", "per_class"] = "fixed"  # multi-label decision: tuned on validation unless fixed
@@ -172,6 +177,9 @@ class SearchConfig(_Section):
     strategy: Literal["sample", "coordinate"] = "sample"  # coordinate: one parameter at a time, see `values`
     values: dict[str, list[Any]] = {}  # coordinate: parameter -> values to try, the others at their best so far
     order: list[str] = []  # coordinate: the parameters in the order they are tuned (default: as in `values`)
+    # Seconds of wall time for the trials in all. When they are spent, running trials stop where they are
+    # (pruned, each with its best epoch's predictions) and no new trial starts. None: no limit.
+    time_budget_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _coordinate_lists(self):

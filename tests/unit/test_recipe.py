@@ -1,4 +1,5 @@
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from torch import nn
 
 from visionsweep import models
 from visionsweep.config import TrainConfig
-from visionsweep.trainables.classifier import aggregate
+from visionsweep.trainables.classifier import Member, aggregate
 from visionsweep.trainables.recipe import EarlyStopping, Fitting, Loss, make_optimizer, make_schedule
 
 
@@ -144,3 +145,21 @@ def test_every_schedule_resumes_from_a_weights_only_checkpoint(schedule, tmp_pat
     resumed = Fitting(recipe, model, steps_per_epoch=3, max_epochs=4)
     resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     assert resumed.lr == pytest.approx(fitting.lr)
+
+
+@pytest.mark.parametrize("precision, bf16", [("auto", False), ("fp32", False), ("bf16", True)])
+def test_precision_on_a_cpu(precision, bf16):
+    """bf16: bfloat16 autocast with channels-last weights, and it still learns; auto means fp32 on a CPU."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(96) % 3
+    images = (torch.rand(96, 1, 8, 8, generator=generator) * 80 + 80 * labels[:, None, None, None]).to(torch.uint8)
+    fold = SimpleNamespace(x_train=images, y_train=labels, draw_weights=None, loss_fn=nn.CrossEntropyLoss())
+    shape = {"num_classes": 3, "in_channels": 1, "image_size": 8, "multilabel": False}
+    recipe = TrainConfig(precision=precision, batch_size=16, lr=0.05, schedule="constant")
+    member = Member("cnn", shape, {"channels": 8}, recipe, seed=0, fold=fold, max_epochs=4, device=torch.device("cpu"))
+    second_conv = [m for m in member.model.modules() if isinstance(m, nn.Conv2d)][1]  # (16, 8, 3, 3): layouts differ
+    assert second_conv.weight.is_contiguous(memory_format=torch.channels_last) is bf16
+    with member.autocast:
+        assert (member.model(images[:2].float()).dtype == torch.bfloat16) is bf16
+    losses = [member.train_epoch(epoch, lambda x, y: (x.float() / 255, y)) for epoch in range(1, 5)]
+    assert losses[-1] < 0.5 * losses[0], losses

@@ -197,10 +197,11 @@ class Member:
         torch.manual_seed(seed)
         self.fold = fold
         self.model = models.create(model_name, **shape, **model_params).to(device)
-        # On a GPU: bfloat16 autocast (tensor cores, no loss scaling needed) and channels-last convolutions.
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-        if device.type == "cuda":
+        # bfloat16 autocast (tensor cores, or a CPU's AMX units) with channels-last convolutions (config.py: precision).
+        bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and device.type == "cuda")
+        if bf16:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
         steps_per_epoch = -(-len(fold.x_train) // recipe.batch_size)
         self.fitting = Fitting(recipe, self.model, steps_per_epoch, max_epochs)
         self.batch_size = recipe.batch_size
