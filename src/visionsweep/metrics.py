@@ -4,7 +4,6 @@ multi-label decision thresholds tuned on validation rows."""
 import re
 
 import numpy as np
-from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)  # candidate probabilities when tuning thresholds
 
@@ -17,6 +16,9 @@ def scores(probs: np.ndarray, labels: np.ndarray, prefix: str = "", threshold=0.
     """
     if labels.ndim == 1:
         return {f"{prefix}accuracy": float(np.mean(probs.argmax(axis=1) == labels))}
+    # Imported here: scikit-learn takes 0.8 s to import, which a multi-class trial process need not pay.
+    from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support
+
     predicted = probs >= np.asarray(threshold)
     measures = {
         "micro_f1": float(f1_score(labels, predicted, average="micro", zero_division=0)),

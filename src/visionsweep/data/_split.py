@@ -2,9 +2,11 @@ import contextlib
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from visionsweep.data._dataset import Dataset
+
+# scikit-learn and scikit-multilearn are imported where a split is made: importing them takes about 0.8 s,
+# which trial processes (they import visionsweep.data for augmentation, never to split) need not pay.
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed
 
 
 def _stratified_split(rows, labels, share, seed):
+    from sklearn.model_selection import train_test_split
+
     return train_test_split(rows, test_size=share, stratify=labels, random_state=seed)
 
 
@@ -67,6 +71,8 @@ def _assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
 
         splitter = IterativeStratification(n_splits=k, order=1)
     else:
+        from sklearn.model_selection import StratifiedKFold
+
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     fold = np.empty(len(labels), dtype=np.int64)
     with _seeded_global_random(seed):

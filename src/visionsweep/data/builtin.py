@@ -4,10 +4,10 @@ import gzip
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from visionsweep.data._dataset import DataError, Dataset
 from visionsweep.data._registry import register
+from visionsweep.data._split import _stratified_split
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
@@ -74,7 +74,7 @@ def mosaic(source: Dataset, config) -> Dataset:
     if source.test_rows is not None:
         test_pool = source.test_rows
     else:
-        _, test_pool = train_test_split(rows, test_size=config.test_fraction, stratify=source.labels, random_state=config.seed)
+        _, test_pool = _stratified_split(rows, source.labels, config.test_fraction, config.seed)
     train_pool = np.setdiff1d(rows, test_pool)
     n_test = max(1, round(config.mosaic_images * config.test_fraction))
     num_classes = source.num_classes

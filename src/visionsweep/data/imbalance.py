@@ -1,7 +1,6 @@
 """Imbalance handling from label counts: loss weights and oversampling weights, for class indices or multi-hot labels."""
 
 import numpy as np
-from sklearn.utils.class_weight import compute_class_weight
 
 
 def label_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -22,6 +21,9 @@ def loss_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     if labels.ndim == 2:
         weights[present] = (len(labels) - counts[present]) / counts[present]
     else:
+        # Imported here: scikit-learn takes 0.8 s to import, which a trial process without class weights need not pay.
+        from sklearn.utils.class_weight import compute_class_weight
+
         classes = np.flatnonzero(present)
         weights[classes] = compute_class_weight("balanced", classes=classes, y=labels)
     return weights.astype(np.float32)
