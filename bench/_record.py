@@ -76,7 +76,9 @@ def machine() -> dict:
 
 
 def describe_machine(info: dict) -> str:
-    return f"{info['cpus']} cores, {info['memory_gb']:.0f} GB, load {info['load_average'][0]:.1f}"
+    # The CPU says more than the core count: the same machine kind has been AMD EPYC and Intel Xeon with AMX.
+    cpu = re.sub(r"\(R\)|\(TM\)| Processor| \d+-Core", "", info.get("cpu_model", "")).strip()
+    return f"{info['cpus']} cores{f' ({cpu})' if cpu else ''}, {info['memory_gb']:.0f} GB, load {info['load_average'][0]:.1f}"
 
 
 def save(args, name: str, result: dict, summary: dict) -> Path:

@@ -5,11 +5,13 @@ import time
 from types import SimpleNamespace
 
 import _record  # noqa: F401  (puts src/ on the path before visionsweep is imported)
+import numpy as np
 import optuna
 from ray import tune
+from sklearn.model_selection import train_test_split
 
 from visionsweep import data
-from visionsweep.config import SweepConfig, parse_config
+from visionsweep.config import DataConfig, SweepConfig, parse_config
 from visionsweep.orchestrator import make_sampler
 from visionsweep.orchestrator._sweep import object_store_arrays
 from visionsweep.search_spaces import DefineByRun
@@ -19,6 +21,28 @@ from visionsweep.trainables import classifier
 def sweep_config(name: str, **sections) -> SweepConfig:
     """A validated config: `sweep_config("x", search={"trials": 4}, scheduler={"kind": "fifo"})`."""
     return parse_config({"name": name, **sections}, source=f"bench config {name}")
+
+
+def register_subset(source: str, train_rows: int, test_rows: int, seed: int = 0) -> str:
+    """Registers `<source>_subset`: a stratified sample of the source's training rows and of its given test rows."""
+    name = f"{source}_subset"
+    if name in data.names():
+        return name
+
+    @data.register(name)
+    def subset(config) -> data.Dataset:
+        full = data.load(DataConfig(dataset=source))
+        if full.test_rows is None:
+            raise ValueError(f"{source} has no given test rows to sample from")
+        rest = np.setdiff1d(np.arange(len(full.labels)), full.test_rows)
+        pick = lambda rows, n: train_test_split(rows, train_size=n, stratify=full.labels[rows], random_state=seed)[0]  # noqa: E731
+        rows = np.concatenate([pick(rest, train_rows), pick(full.test_rows, test_rows)])
+        return data.Dataset(
+            images=full.images[rows], labels=full.labels[rows], classes=full.classes,
+            test_rows=np.arange(train_rows, train_rows + test_rows),
+        )
+
+    return name
 
 
 def planned_params(config: SweepConfig) -> list[dict]:

@@ -2,13 +2,24 @@
 
 Measures: one sweep on all of Fashion-MNIST (the 60,000 training images split into training and
 validation rows, the 10,000 given test images as test rows), TPE + ASHA over a recipe calibrated on
-this machine (STACK.md: a 4-conv CNN, SGD Nesterov, one-cycle, label smoothing 0.1, batch 256 reached
-91.9% test accuracy after 3 epochs at about 100 s per epoch), then the ensemble job.
+this machine, then the ensemble job.
     fmnist_best_single_accuracy = test accuracy of the trial with the best validation accuracy
-    fmnist_ensemble_accuracy    = test accuracy of the soft vote of the top 5 trials by validation
-(k = 5 is fixed here, before looking at test scores; the whole top-k table is recorded too.)
-Machine: the project's shared machine (2 cores, 24 GB, no GPU), alone under /tmp/visionsweep-heavy.lock:
-the full mode takes the machine for up to an hour (`make bench-quality`, not part of `make bench`).
+    fmnist_ensemble_accuracy    = test accuracy of the ensemble the job itself picks as final: of the top-k
+                                  soft and hard votes, greedy selection and fitted weights, the best on
+                                  validation rows (test rows play no part in choosing it)
+The soft vote of the top 5 by validation (the figure of earlier runs) and the whole table are recorded too.
+The recipe: a 3-block CNN (32-64-128 channels, batchnorm, dense 128), SGD Nesterov with one-cycle over 12
+epochs, label smoothing 0.1, horizontal flips, batch 256, bfloat16 autocast with channels-last (2.4x per
+step on this machine's AMX units, bench/precision.py). Calibrated alone (2026-12-02): one such model reached
+93.4% validation accuracy at epoch 10 of 12, about 37 s per epoch with two trials at once.
+Budget: ASHA rungs at 4 and 12 epochs (reduction factor 3), and `search.time_budget_s` 3000: the trials stop
+at 50 minutes, so start-up and the ensemble job fit in the hour. Without it (2026-12-02, 20 trials) ASHA let
+12 of 20 trials run all 12 epochs (TPE kept proposing better ones, and early trials are promoted against few
+rivals) and the sweep took 63 minutes. The trials that ran all 12 epochs head the ranking: pruned ones
+stopped while one-cycle was still near its peak learning rate.
+Machine: the project's shared machine (2 cores, 24 GB, no GPU; its CPU must have bfloat16 matrix units,
+Intel AMX, for this recipe to fit the hour), alone under /tmp/visionsweep-heavy.lock: the full mode takes the
+machine for up to an hour (`make bench-quality`, not part of `make bench`).
 Runs: one sweep, one seed (--quick: digits, 3 trials of 2 epochs, top 3; checks that the script works).
 Theoretical best: not known for this budget; published CNNs without extra data reach 93-95%.
 Target: ensemble >= 93.0% and >= 0.5 points above the best single trial, all within 60 minutes.
@@ -45,24 +56,21 @@ def config_for(quick: bool) -> tuple[SweepConfig, str]:
         raise SystemExit("quality needs the fashion_mnist dataset (issue 3)")
     sections = {
         "data": {"dataset": "fashion_mnist", "val_fraction": 0.1},  # 6,000 validation rows; the 10,000 test rows are given
-        "model_params": {"n_conv": 3, "channel_growth": 2.0, "dense": 128, "batchnorm": True},
-        "train": {"optimizer": "sgd", "batch_size": 256, "schedule": "onecycle", "label_smoothing": 0.1},
+        "model_params": {"n_conv": 3, "channels": 32, "channel_growth": 2.0, "dense": 128, "batchnorm": True},
+        "train": {"optimizer": "sgd", "batch_size": 256, "schedule": "onecycle", "label_smoothing": 0.1,
+                  "precision": "bf16"},
+        "augment": {"hflip": 0.5},  # clothing looks the same mirrored
         "space": {
             "lr": {"loguniform": [0.05, 0.5]},  # one-cycle peak, per optimizer step
             "weight_decay": {"loguniform": [1.0e-5, 1.0e-3]},
-            "channels": {"categorical": [24, 32]},
             "dropout": {"uniform": [0.1, 0.5]},
             "seed": {"int": [0, 10_000]},  # diverse members vote better
         },
-        # About 100 s per epoch and trial, two trials at once on 2 cores. 4 epochs at most (grace 1) used 20 of
-        # the 60 minutes and peaked at 91.7% (2026-11-22): one-cycle needs more epochs. With rungs at 2, 4 and 8
-        # epochs, 12 trials use about 48 epochs: about 40 minutes.
-        "search": {"trials": 12, "seed": 0},
-        "scheduler": {"kind": "asha", "max_epochs": 8, "grace_period": 2, "reduction_factor": 2},
+        # The trials stop at 50 minutes whatever ASHA promotes: start-up and the ensemble job fit in the rest.
+        "search": {"trials": 24, "seed": 0, "time_budget_s": 3000},
+        "scheduler": {"kind": "asha", "max_epochs": 12, "grace_period": 4, "reduction_factor": 3},
         "resources": {"cpu": 1, "concurrent": 2},
     }
-    if "augment" in SweepConfig.model_fields:  # searchable augmentation (issue 3): flips help clothing images
-        sections["augment"] = {"hflip": 0.5}
     return sweep_config("bench-quality", **sections), "5"
 
 
@@ -75,15 +83,16 @@ def main():
         sweep = run_sweep(config, uri, storage_path=f"{folder}/ray")
         table = run_ensemble(MlflowClient(uri), sweep.sweep_run_id, TOP_K if not args.quick else ["1", k, "100%"])
     wall = time.monotonic() - started
-    chosen = next(row for row in table.rows if row["label"] == k)
-    ensemble, single = chosen["soft"], table.best_single
+    top_k_soft = next(row for row in table.rows if row["label"] == k)["soft"]
+    ensemble, single = table.final["test"], table.best_single
     met = ensemble >= TARGET_ACCURACY and ensemble - single >= TARGET_MARGIN and wall <= BUDGET_SECONDS
     save(
         args,
         "quality",
         {
-            "measures": f"test accuracy: best single trial (by validation) and soft vote of the top {k}",
-            "headline": f"ensemble {ensemble:.4f} vs best single {single:.4f} in {wall / 60:.0f} min",
+            "measures": "test accuracy: best single trial (by validation) and the ensemble chosen on validation",
+            "headline": (f"ensemble {ensemble:.4f} ({table.final['name']}) vs best single {single:.4f} "
+                         f"in {wall / 60:.0f} min; top-{k} soft vote {top_k_soft:.4f}"),
             "target": "ensemble >= 0.930 and >= best single + 0.005, <= 60 min",
             "met": met,
             "runs": f"1 sweep of {config.search.trials} trials ({config.data.dataset}), one seed",
@@ -92,7 +101,9 @@ def main():
             "sweep_wall_seconds": round(sweep.wall_seconds, 1),
             "trials": {o.value: sweep.count(o) for o in Outcome},
             "ensemble_k": k,
+            f"top_{k}_soft_vote": top_k_soft,
             "table": table.rows,
+            "methods": table.methods,
             "chosen_on_validation": {key: table.final.get(key) for key in ("name", "val", "test")},
         },
         summary={"fmnist_best_single_accuracy": round(single, 4), "fmnist_ensemble_accuracy": round(ensemble, 4)},
