@@ -106,17 +106,28 @@ class CoordinateSearch(Searcher):
 
 
 class TellStoppedTrials(tune.Callback):
-    """When the time budget (search.time_budget_s) runs out, Tune stops the running trials without telling
-    the searcher. At the experiment's end this tells it each one's last result, as a scheduler's stop is
-    told (Optuna: PRUNED, with the scores so far). Trials the searcher has heard of already are ignored."""
+    """When the time budget (search.time_budget_s) runs out, Tune stops the running trials without a hook,
+    for the searcher as for callbacks. At the experiment's end this tells the searcher each such trial's last
+    result, as a scheduler's stop is told (Optuna: PRUNED, with the scores so far): the trials that ran in
+    this session and were given no end."""
 
     def __init__(self, searcher: Searcher):
         self.searcher = searcher
+        self.running: set[str] = set()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running.add(trial.trial_id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+
+    on_trial_error = on_trial_complete
 
     def on_experiment_end(self, trials, **info):
         for trial in trials:
-            if trial.status == trial.TERMINATED and trial.last_result:
+            if trial.trial_id in self.running and trial.status == trial.TERMINATED and trial.last_result:
                 self.searcher.on_trial_complete(trial.trial_id, trial.last_result)
 
     def __getstate__(self):
-        return {"searcher": None}  # Tune pickles its callbacks with the experiment state, and saves searchers itself
+        # Tune pickles its callbacks with the experiment state, and saves the searcher itself.
+        return {"searcher": None, "running": set()}
