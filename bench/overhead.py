@@ -5,12 +5,15 @@ afterwards) run twice: (1) bare, a serial loop calling the very trainable the sw
 (visionsweep.trainables.classifier.train_classifier) in this process, with its `tune` module swapped
 for a stand-in that only collects reports: no Ray, no MLflow, no checkpoint copies; (2) as a sweep,
 visionsweep.orchestrator.run_sweep with the FIFO scheduler at the same concurrency, sqlite MLflow.
+The bare pass is split around the sweep, the first half of the configs before it and the second half
+after it (Ray shut down): a machine that slows or speeds up during the run then weighs on both sides alike,
+where a bare pass wholly before the sweep charged the drift to the sweep (bench/RESULTS.md, 2026-12-02).
     overhead_ratio = sweep wall / (bare work / concurrency)
 The tuner-alone ratio puts the sweep run's `tune_seconds` metric (Tuner.fit only, without data
 loading, MLflow setup and ray.init) in place of the wall time.
 Machine: the project's shared machine (2 cores, 24 GB, no GPU), under /tmp/visionsweep-heavy.lock;
 other helpers' light work still runs, so per-trial bare times are reported with their spread.
-Runs: one bare pass and one sweep per invocation (full: 8 trials on digits, 1 CPU per trial, epochs
+Runs: one bare pass (in two halves) and one sweep per invocation (full: 8 trials on digits, 1 CPU per trial, epochs
 calibrated first so that each trial trains for at least 10 s; --quick: 2 trials of 1 epoch).
 Theoretical best: 1.0 (a sweep adds nothing to the bare work); target <= 1.10.
 """
@@ -22,6 +25,7 @@ import time
 from _record import parse_args, save
 from _sweeps import Timeline, planned_params, run_bare, spread, sweep_config
 
+import ray
 from mlflow.tracking import MlflowClient
 
 from visionsweep import tracking
@@ -67,8 +71,8 @@ def main():
     params = planned_params(config)
     epochs = args.epochs or (1 if args.quick else epochs_for(config, params[0], args.trial_seconds))
     config = workload(trials, epochs, args.concurrency)
-    bare = run_bare(config, params)
-    bare_work = sum(bare)
+    half = len(params) // 2
+    bare_before = run_bare(config, params[:half])
 
     timeline = Timeline()
     with tempfile.TemporaryDirectory() as folder:
@@ -79,6 +83,10 @@ def main():
         store_creation = time.perf_counter() - created
         result = run_sweep(config, uri, storage_path=f"{folder}/ray", callbacks=[timeline])
         phases = MlflowClient(uri).get_run(result.sweep_run_id).data.metrics
+    ray.shutdown()  # the second bare half runs on a machine without Ray's processes, as the first did
+    bare_after = run_bare(config, params[half:])
+    bare = bare_before + bare_after
+    bare_work = sum(bare)
     swept = sorted(map(_key, (r.params for r in result.records)))
     if swept != sorted(map(_key, params)):
         raise RuntimeError("the sweep ran other configs than the bare loop")
@@ -104,12 +112,15 @@ def main():
             "headline": f"{ratio:.3f} (Tuner alone {tuner_ratio:.3f})",
             "target": f"<= {TARGET}",
             "met": ratio <= TARGET,
-            "runs": f"1 bare pass + 1 sweep, {trials} trials x {epochs} epochs, concurrency {args.concurrency}",
+            "runs": f"1 bare pass (half before, half after the sweep) + 1 sweep, {trials} trials x {epochs} epochs, "
+                    f"concurrency {args.concurrency}",
             "overhead_ratio": round(ratio, 4),
             "tuner_ratio": round(tuner_ratio, 4),
             "sweep_wall_seconds": round(result.wall_seconds, 2),
             "bare_work_seconds": round(bare_work, 2),
             "bare_trial_seconds": spread(bare),
+            # Identical work: a gap between the halves is the machine's drift over the sweep.
+            "bare_seconds_before_and_after": [round(sum(bare_before), 2), round(sum(bare_after), 2)],
             "trials": trials,
             "epochs": epochs,
             "concurrency": args.concurrency,

@@ -227,6 +227,9 @@ class ResourcesConfig(_Section):
 
 class TrackingConfig(_Section):
     uri: str | None = None  # MLflow tracking URI; see resolve_tracking_uri for precedence
+    # seconds a write waits to share one MLflow request with the run's other writes: the UI shows an epoch at
+    # most this late, and short epochs cost one request per run per window instead of one per epoch
+    batch_seconds: float = Field(5.0, ge=0)
 
 
 class StorageConfig(_Section):

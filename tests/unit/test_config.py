@@ -29,6 +29,7 @@ def merged(**sections):
         (merged(scheduler={"reduction_factor": 1}), "scheduler.reduction_factor = 1: Input should be greater than 1"),
         (merged(resources={"gpu": -1}), "resources.gpu = -1: Input should be greater than or equal to 0"),
         (merged(resources={"cpus": 2}), "resources.cpus: unknown setting; allowed here: cpu, gpu, concurrent"),
+        (merged(tracking={"batch_seconds": -1}), "tracking.batch_seconds = -1: Input should be greater than or equal to 0"),
         (merged(space={"lr": {"gaussian": [0, 1]}}), "space.lr.gaussian: unknown setting; allowed here: uniform, loguniform, int, categorical"),
         (merged(space={"lr": {"loguniform": [0, 1]}}), "loguniform: low must be > 0"),
         (merged(space={"lr": {"uniform": [1, 0]}}), "uniform: low 1.0 is above high 0.0"),

@@ -97,6 +97,16 @@ def test_every_sampler_draws_from_a_conditional_space(sampler):
     assert len({tuple(sorted(p.items())) for p in drawn}) > 3
 
 
+def test_tpe_groups_parameters_only_when_trials_can_have_different_ones():
+    flat = parse_config({"name": "t", "space": {"lr": {"loguniform": [0.001, 0.1]}, "n_conv": {"int": [1, 2]}}})
+    repeated = parse_config({"name": "t", "space": {"n_conv": {"int": [1, 2]},
+                                                    "conv{i}.channels": {"categorical": [8, 16], "repeat": "n_conv"}}})
+    conditional = parse_config({"name": "t", "space": {"optimizer": {"categorical": ["sgd", "adam"]},
+                                                       "momentum": {"uniform": [0.8, 0.9], "when": {"optimizer": "sgd"}}}})
+    grouped = lambda config: make_sampler(config, concurrent=2)._group  # noqa: E731
+    assert not grouped(flat) and grouped(repeated) and grouped(conditional)
+
+
 def walk_to_the_end(walk: CoordinateWalk, objective) -> list[dict]:
     tried = []
     while (config := walk.propose()) is not None:

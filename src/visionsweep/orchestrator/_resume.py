@@ -40,7 +40,7 @@ def resume_sweep(
                             config.data.folds)
 
     client.update_run(sweep_run_id, status="RUNNING")
-    writer = tracking.BufferedClient(client)
+    writer = tracking.BufferedClient(client, config.tracking.batch_seconds)
     logger = tracking.TrialLogger(writer, run.info.experiment_id, sweep_run_id, config, dataset.labels[split.test],
                                   image_shape=dataset.images.shape[1:])
     logger.records = tracking.recover_records(client, sweep_run_id, config.search.metric)

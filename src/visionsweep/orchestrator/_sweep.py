@@ -69,7 +69,7 @@ def run_sweep(
     split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
                             config.data.folds)
     client, experiment_id = tracking.connect(tracking_uri, config.name)
-    writer = tracking.BufferedClient(client)
+    writer = tracking.BufferedClient(client, config.tracking.batch_seconds)
     sweep_run_id = tracking.start_sweep(writer, experiment_id, config, dataset, split)
     state = SweepState.create(config, sweep_run_id, storage_path)
     for key, value in state.tags().items():
