@@ -17,8 +17,9 @@ at 50 minutes, so start-up and the ensemble job fit in the hour. Without it (202
 12 of 20 trials run all 12 epochs (TPE kept proposing better ones, and early trials are promoted against few
 rivals) and the sweep took 63 minutes. The trials that ran all 12 epochs head the ranking: pruned ones
 stopped while one-cycle was still near its peak learning rate.
-Machine: the project's shared machine (2 cores, 24 GB, no GPU; its CPU must have bfloat16 matrix units,
-Intel AMX, for this recipe to fit the hour), alone under /tmp/visionsweep-heavy.lock: the full mode takes the
+Machine: the project's shared machine (2 cores, 24 GB, no GPU; its CPU must have bfloat16 units - Intel AMX,
+or AMD's AVX-512 BF16: 2.45x per step on 2026-12-03 - for this recipe to train enough epochs in the hour),
+alone under /tmp/visionsweep-heavy.lock: the full mode takes the
 machine for up to an hour (`make bench-quality`, not part of `make bench`).
 Runs: one sweep, one seed (--quick: digits, 3 trials of 2 epochs, top 3; checks that the script works).
 Theoretical best: not known for this budget; published CNNs without extra data reach 93-95%.
