@@ -34,9 +34,9 @@ test: setup
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit
 
-# Benchmarks 1-5: bench/results/*.json, summary.json and the table in bench/RESULTS.md. About 10 minutes on
-# 2 cores with one ASHA seed and the logging benchmark's Fashion-MNIST sweep; the figures in RESULTS.md come
-# from `make bench-full` (three ASHA seeds, about 3 minutes each, and the demo sweep's logging too: 17 minutes).
+# Benchmarks 1-5: bench/results/*.json, summary.json and the table in bench/RESULTS.md. 9 min 20 s on 2 cores
+# (2026-12-03) with one ASHA seed and the logging benchmark's Fashion-MNIST sweep; the figures in RESULTS.md
+# come from `make bench-full` (three ASHA seeds, about 3 minutes each, and the demo sweep's logging too: 16 min).
 ASHA_SEEDS ?= 1
 LOGGING_SWEEPS ?= fashion
 bench: setup data

@@ -26,6 +26,8 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from visionsweep.config import TrackingConfig
+
 log = logging.getLogger(__name__)
 
 # Calls whose result nobody waits for: they can be sent later, in order.
@@ -33,10 +35,10 @@ WRITES = frozenset({"log_batch", "log_metric", "log_param", "set_tag", "set_term
                     "log_artifact", "log_artifacts"})
 # Writes that can share one log_batch request with the run's other writes of the same moment.
 BATCHABLE = frozenset({"log_batch", "log_metric", "log_param", "set_tag"})
-# How long a write waits for others to share its request (the default of tracking.batch_seconds); flush() does
-# not wait. Epochs of a few seconds then share one request per run: on the logging benchmark's sweep 1 s gave
-# about one request per epoch and 3.7% of the wall time in MLflow calls, 5 s gave 1.9%.
-BATCH_SECONDS = 5.0
+# How long a write waits for others to share its request, unless a sweep says (tracking.batch_seconds); flush()
+# does not wait. Epochs of a few seconds then share one request per run: on the logging benchmark's sweep a
+# 1-s window gave about one request per epoch and 3.7% of the wall time in MLflow calls, 5 s gave 1.9%.
+BATCH_SECONDS = TrackingConfig().batch_seconds
 # log_batch's own limits (STACK.md), and a byte budget well inside its 1 MB per request.
 BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}
 BATCH_BYTES = 500_000
