@@ -131,7 +131,13 @@ class TrainConfig(_Section):
     step_gamma: float = Field(0.1, gt=0, le=1)
     plateau_patience: int = Field(2, ge=0)  # plateau: epochs without a lower val_loss tolerated; the next: lr *= factor
     plateau_factor: float = Field(0.1, gt=0, lt=1)
-    loss: Literal["auto", "cross_entropy", "bce", "mse"] = "auto"  # auto: cross_entropy, or bce when multi-label
+    # auto: cross_entropy, or bce when multi-label. focal and asymmetric (ASL) shrink easy examples' terms, so rare
+    # labels are not drowned by easy negatives (trainables/losses.py).
+    loss: Literal["auto", "cross_entropy", "bce", "mse", "focal", "asymmetric"] = "auto"
+    focal_gamma: float = Field(2.0, ge=0)  # focal: a term shrinks by (1 - p)**focal_gamma, p its probability of being right
+    asl_gamma_pos: float = Field(0.0, ge=0)  # asymmetric: focusing exponent of a label's positive term
+    asl_gamma_neg: float = Field(4.0, ge=0)  # asymmetric: ... of its negative term (above gamma_pos: easy negatives fade)
+    asl_clip: float = Field(0.05, ge=0, lt=1)  # asymmetric: probability shift; negatives scored below it add nothing
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # targets move this far towards uniform
     early_stopping_patience: int = Field(0, ge=0)  # epochs without improving search.metric before the trial ends; 0: off
     early_stopping_min_delta: float = Field(0.0, ge=0)  # smallest change of search.metric that counts as improving
@@ -143,7 +149,7 @@ class TrainConfig(_Section):
     # bfloat16 matrix units (Intel AMX), and not for every model: 2.4x per step for a small CNN, 0.7x for
     # resnet18 at 32 px (bench/precision.py).
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    class_weights: Literal["none", "balanced"] = "none"  # balanced: CE class weights / BCE pos_weight from counts
+    class_weights: Literal["none", "balanced"] = "none"  # balanced: CE class weights / BCE (focal, ASL) pos_weight from counts
     oversample: float = Field(0.0, ge=0, le=1)  # batch order draws images with weight count**-oversample of their rarest label
     threshold: Literal["fixed", "global", "per_class"] = "fixed"  # multi-label decision: tuned on validation unless fixed
     fixed_threshold: float = Field(0.5, gt=0, lt=1)  # probability, for threshold: fixed

@@ -5,8 +5,6 @@ import re
 
 import numpy as np
 
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)  # candidate probabilities when tuning thresholds
-
 
 def scores(probs: np.ndarray, labels: np.ndarray, prefix: str = "", threshold=0.5, classes=None) -> dict[str, float]:
     """Multi-class when `labels` is (N,) class indices; multi-label when it is an (N, C) multi-hot.
@@ -36,25 +34,39 @@ def scores(probs: np.ndarray, labels: np.ndarray, prefix: str = "", threshold=0.
 def tune_thresholds(probs: np.ndarray, labels: np.ndarray, how: str, fixed: float = 0.5) -> np.ndarray:
     """Per-class decision thresholds (C,) for multi-label probabilities, chosen on these (validation) rows.
 
-    fixed: `fixed` for every class; global: the one grid value that maximises micro-F1; per_class: for
-    each class the grid value that maximises its F1 (`fixed` for a class with no positive row here).
+    fixed: `fixed` for every class; global: the one threshold that maximises micro-F1; per_class: for each
+    class the threshold that maximises its F1 (`fixed` for a class with no positive row here). The candidates
+    are the probabilities themselves: every cut between two neighbouring distinct values, so a rare label
+    whose probabilities all sit far below 0.5 (or below any fixed grid) can still be predicted.
     """
     classes = probs.shape[1]
     if how == "fixed":
         return np.full(classes, fixed, np.float32)
-    truth = labels.astype(bool)[:, :, None]
-    predicted = probs[:, :, None] >= THRESHOLD_GRID  # (N, C, thresholds)
-    tp = (predicted & truth).sum(axis=0)
-    fp = (predicted & ~truth).sum(axis=0)
-    fn = (~predicted & truth).sum(axis=0)
-    if how == "global":
-        micro = 2 * tp.sum(0) / np.maximum(2 * tp.sum(0) + fp.sum(0) + fn.sum(0), 1)
-        return np.full(classes, THRESHOLD_GRID[micro.argmax()], np.float32)
+    truth = labels.astype(bool)
+    if how == "global":  # micro-F1 is the F1 of every (row, label) pair pooled
+        return np.full(classes, best_f1_cut(probs.ravel(), truth.ravel(), fixed), np.float32)
     if how != "per_class":
         raise ValueError(f"threshold {how!r}; allowed: fixed, global, per_class")
-    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-    chosen = THRESHOLD_GRID[f1.argmax(axis=1)]
-    return np.where(truth.any(axis=0)[:, 0], chosen, fixed).astype(np.float32)
+    return np.array([best_f1_cut(probs[:, c], truth[:, c], fixed) for c in range(classes)], np.float32)
+
+
+def best_f1_cut(scores: np.ndarray, positive: np.ndarray, default: float = 0.5) -> float:
+    """The threshold t at which deciding `scores >= t` has the highest F1 against `positive` (`default` when
+    there is no positive). t lies halfway between the lowest score kept and the next lower one, so unseen rows
+    that score a little lower than those are decided alike; the highest of equally good thresholds wins."""
+    if not positive.any():
+        return default
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = scores[order].astype(np.float64), positive[order]
+    last_of_value = np.r_[ranked[1:] != ranked[:-1], True]  # deciding >= a value keeps all rows that tie with it
+    tp, kept = np.cumsum(hits)[last_of_value], np.flatnonzero(last_of_value) + 1
+    values = ranked[last_of_value]
+    f1 = 2 * tp / (kept + positive.sum())  # 2 TP / (2 TP + FP + FN), with TP + FP = kept and TP + FN = positives
+    best = int(f1.argmax())
+    below = values[best + 1] if best + 1 < len(values) else 0.0
+    halfway = (values[best] + below) / 2
+    # Thresholds are stored as float32: a halfway point that rounds down onto `below` would keep its rows too.
+    return float(halfway if np.float32(halfway) > below else values[best])
 
 
 def metric_name(text: str) -> str:

@@ -42,3 +42,33 @@ def test_ensemble_members_vote_with_their_own_thresholds():
     centred = centre_on_thresholds(probs, stored)
     assert ((centred >= 0.5) == [[[True, False]], [[True, False]], [[False, True]]]).all()
     assert hard_vote(centred, multilabel=True).tolist() == [[1.0, 0.0]]
+
+
+def test_a_rare_label_with_every_probability_below_five_percent_is_still_predicted():
+    labels = np.zeros((200, 2), np.uint8)
+    labels[::40, 0] = 1  # 5 positives of 200
+    labels[::2, 1] = 1
+    probs = np.where(labels, [0.03, 0.9], [0.004, 0.2]).astype(np.float32)
+    probs[1, 0] = 0.02  # one negative scores close to the positives
+    per_class = metrics.tune_thresholds(probs, labels, "per_class")
+    assert 0.02 < per_class[0] < 0.03 and 0.2 < per_class[1] <= 0.9
+    predicted = probs >= per_class
+    assert np.array_equal(predicted, labels.astype(bool))
+
+
+def test_tuned_threshold_reaches_the_best_f1_of_any_cut():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        positive = rng.random(300) < rng.uniform(0.01, 0.5)
+        positive[0] = True
+        scores = np.round(np.clip(rng.normal(0.1 + 0.2 * positive, 0.15), 0, 1), 2).astype(np.float32)  # ties
+        cut = metrics.best_f1_cut(scores, positive)
+
+        def f1(t):
+            kept = scores >= t
+            return 2 * (kept & positive).sum() / (kept.sum() + positive.sum())
+
+        best = max(f1(t) for t in np.unique(scores))
+        assert f1(np.float32(cut)) == best
+        assert not np.isin(np.float32(cut), scores)  # halfway between two scores
+    assert metrics.best_f1_cut(np.array([0.1, 0.2]), np.array([False, False]), 0.4) == 0.4

@@ -121,7 +121,15 @@ register("schedules", "every schedule with its own settings, warm-up where it ap
     "step_gamma": {"categorical": [0.1, 0.3, 0.5], "when": {"schedule": "step"}},
     "plateau_patience": {"int": [1, 3], "when": {"schedule": "plateau"}},
 })
-register("losses", "cross-entropy, BCE or MSE, label smoothing", {
-    "loss": {"categorical": ["cross_entropy", "bce", "mse"]},
+register("losses", "cross-entropy, BCE, MSE, focal or asymmetric loss, label smoothing", {
+    "loss": {"categorical": ["cross_entropy", "bce", "mse", "focal", "asymmetric"]},
     "label_smoothing": {"uniform": [0.0, 0.2]},
+})
+register("imbalance", "rare labels (multi-label): BCE, focal or asymmetric loss, balanced weights, oversampling", {
+    "loss": {"categorical": ["bce", "focal", "asymmetric"]},
+    "focal_gamma": {"uniform": [0.5, 4.0], "when": {"loss": "focal"}},
+    "asl_gamma_neg": {"uniform": [1.0, 6.0], "when": {"loss": "asymmetric"}},
+    "asl_clip": {"categorical": [0.0, 0.05, 0.1], "when": {"loss": "asymmetric"}},
+    "class_weights": {"categorical": ["none", "balanced"]},
+    "oversample": {"uniform": [0.0, 1.0]},
 })

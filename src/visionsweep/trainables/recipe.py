@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from torch.optim import lr_scheduler
 
 from visionsweep.config import TrainConfig
+from visionsweep.trainables import losses
 
 CYCLE_MOMENTUM = (0.85, 0.95)  # onecycle/cyclic: momentum (Adam: beta1) is high while lr is low, and back
 WARMUP_START = 0.01  # warm-up starts at this fraction of lr
@@ -96,12 +97,14 @@ class Loss(nn.Module):
     bce and mse on multi-class data compare against the one-hot labels; mse compares probabilities (softmax for
     multi-class, sigmoid for multi-label), the form prediction uses. Label smoothing moves targets towards
     uniform: 1/C per class for multi-class, 1/2 per label for multi-label. Class weights (data/imbalance.py) scale
-    each class's term: cross-entropy's `weight`, BCE's `pos_weight` (the positive term), MSE's squared error.
+    each class's term: cross-entropy's `weight`, BCE's `pos_weight` (the positive term), MSE's squared error,
+    focal and asymmetric loss's positive term (losses.py; `focusing` holds their exponents and clip).
     """
 
     def __init__(self, kind: str, num_classes: int, multilabel: bool, label_smoothing: float = 0.0,
-                 class_weights=None):
+                 class_weights=None, focusing: dict | None = None):
         super().__init__()
+        self.focusing = focusing or {}
         self.kind = ("bce" if multilabel else "cross_entropy") if kind == "auto" else kind
         if self.kind == "cross_entropy" and multilabel:
             raise ValueError("train.loss cross_entropy needs single-label data; use bce or mse for multi-label")
@@ -119,13 +122,20 @@ class Loss(nn.Module):
             target = target * (1 - self.smoothing) + self.smoothing / (2 if self.multilabel else self.num_classes)
         if self.kind == "bce":
             return F.binary_cross_entropy_with_logits(logits, target, pos_weight=self.weights)
+        if self.kind == "focal":
+            return losses.focal(logits, target, self.multilabel, self.focusing.get("gamma", 2.0), self.weights)
+        if self.kind == "asymmetric":
+            settings = {k: self.focusing[k] for k in ("gamma_pos", "gamma_neg", "clip") if k in self.focusing}
+            return losses.asymmetric(logits, target, weights=self.weights, **settings)
         probs = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
         squared = (probs - target) ** 2
         return (squared * self.weights if self.weights is not None else squared).mean()
 
 
 def make_loss(recipe: TrainConfig, num_classes: int, multilabel: bool, class_weights=None) -> Loss:
-    return Loss(recipe.loss, num_classes, multilabel, recipe.label_smoothing, class_weights)
+    focusing = {"gamma": recipe.focal_gamma, "gamma_pos": recipe.asl_gamma_pos, "gamma_neg": recipe.asl_gamma_neg,
+                "clip": recipe.asl_clip}
+    return Loss(recipe.loss, num_classes, multilabel, recipe.label_smoothing, class_weights, focusing)
 
 
 @dataclass
