@@ -30,6 +30,16 @@ def test_random_parameters_are_drawn_per_image():
     assert len({tuple(o.flatten().tolist()) for o in out}) == 8
 
 
+@pytest.mark.parametrize("setting, dim", [("hflip", -1), ("vflip", -2)])
+def test_flips_act_on_the_batch_with_a_draw_per_image(setting, dim):
+    torch.manual_seed(0)
+    image = torch.rand(1, 2, 6, 6)
+    out = Augmenter(AugmentConfig(**{setting: 0.5}), 6, 2, False).transform(image.repeat(64, 1, 1, 1))
+    flipped = [torch.equal(o, image[0].flip(dim)) for o in out]
+    assert all(f or torch.equal(o, image[0]) for f, o in zip(flipped, out))  # each image whole: flipped or not
+    assert 16 < sum(flipped) < 48
+
+
 def test_no_augmentation_is_inactive():
     assert not Augmenter(AugmentConfig(), 8, 3, False).active
 

@@ -5,8 +5,10 @@ to that range). Geometric and photometric transforms draw their random parameter
 MixUp act on the whole batch and mix the label vectors with the pixels, so a multi-label target becomes
 the mixed multi-hot vector and a multi-class target the mixed one-hot vector.
 
-Cost, measured on 2 cores: the per-image pipeline takes about 0.4 ms an image at 16x16 and at 128x128
-(flip + affine + jitter + crop), small beside a training step at realistic image sizes.
+Flips act on the whole batch at once, each image with its own draw: on a GPU a call per image costs more
+than the training step of a small CNN. The other per-image transforms take one torchvision call per image:
+measured on 2 cores, about 0.4 ms an image at 16x16 and at 128x128 (flip + affine + jitter + crop), small
+beside a training step at realistic image sizes.
 """
 
 import torch
@@ -24,6 +26,7 @@ class Augmenter:
     def __init__(self, augment: AugmentConfig, image_size: int, num_classes: int, multilabel: bool):
         self.multilabel = multilabel
         self.num_classes = num_classes
+        self.flips = [(dim, p) for dim, p in ((-1, augment.hflip), (-2, augment.vflip)) if p]  # (image axis, probability)
         self.per_image = per_image_pipeline(augment, image_size)
         mixers = []  # given (N, classes) target vectors, they mix those like the pixels
         if augment.cutmix > 0:
@@ -34,7 +37,12 @@ class Augmenter:
 
     @property
     def active(self) -> bool:
-        return self.per_image is not None or self.mixer is not None
+        return self.transforms or self.mixer is not None
+
+    @property
+    def transforms(self) -> bool:
+        """Whether each image is changed on its own (flips or the per-image pipeline), before any mixing."""
+        return bool(self.flips) or self.per_image is not None
 
     @property
     def mixes(self) -> bool:
@@ -50,6 +58,9 @@ class Augmenter:
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
         """The per-image transforms only (no mixing): each image gets its own random draw."""
+        for dim, p in self.flips:  # on the images' device, with its random generator
+            flipped = torch.rand(len(images), device=images.device) < p
+            images = torch.where(flipped[:, None, None, None], images.flip(dim), images)
         if self.per_image is None:
             return images
         # v2 draws one set of random parameters per call, so call it per image, not once per batch.
@@ -57,11 +68,8 @@ class Augmenter:
 
 
 def per_image_pipeline(augment: AugmentConfig, image_size: int) -> v2.Transform | None:
+    """Every per-image transform but the flips (Augmenter.transform flips the whole batch first)."""
     steps = []
-    if augment.hflip:
-        steps.append(v2.RandomHorizontalFlip(augment.hflip))
-    if augment.vflip:
-        steps.append(v2.RandomVerticalFlip(augment.vflip))
     if augment.rotation or augment.translate or augment.scale or augment.shear:
         steps.append(v2.RandomAffine(
             degrees=augment.rotation,
@@ -80,7 +88,7 @@ def per_image_pipeline(augment: AugmentConfig, image_size: int) -> v2.Transform 
 
 def offline_copies(images: torch.Tensor, targets: torch.Tensor, augmenter: Augmenter, copies: int):
     """The uint8 (N, C, H, W) training set plus `copies` augmented copies of every image (per-image transforms, no mixing)."""
-    if copies == 0 or augmenter.per_image is None:
+    if copies == 0 or not augmenter.transforms:
         return images, targets
     expanded = [images] + [
         augmenter.transform(chunk.float().div(255)).mul_(255).round_().to(torch.uint8)

@@ -51,11 +51,13 @@ def train_classifier(params: dict, *, data: dict, sweep: SweepConfig) -> None:
         for x_train, y_train, x_val, y_val, held_out in fold_rows(data)
     ]
 
+    device_mean, device_std = channel_tensors(mean, std, device)
+
     def batch_input(images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = images.float().div_(255)
         if augmenter.active:
             images, target = augmenter(images, target)
-        return normalize(images, mean, std), target
+        return normalize(images, device_mean, device_std), target
 
     max_epochs = sweep.scheduler.max_epochs
     shape = {"num_classes": len(classes), "in_channels": channels, "image_size": image_size, "multilabel": multilabel}
@@ -220,7 +222,7 @@ class Member:
             order = torch.randperm(len(x), generator=self.generator).to(x.device)
         else:
             order = torch.multinomial(draw_weights, len(x), replacement=True, generator=self.generator).to(x.device)
-        total_loss = 0.0
+        total_loss = torch.zeros((), device=x.device)  # summed on the device: `.item()` per step would wait for the GPU
         for batch in order.split(self.batch_size):
             images, target = batch_input(x[batch], y[batch])
             with self.autocast:
@@ -228,8 +230,8 @@ class Member:
             self.fitting.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.fitting.step()
-            total_loss += loss.item() * len(batch)
-        return total_loss / len(x)
+            total_loss += loss.detach().float() * len(batch)
+        return total_loss.item() / len(x)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "fitting": self.fitting.state_dict(),
@@ -266,11 +268,17 @@ def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[list[float], l
 def to_input(images: np.ndarray, mean, std, device) -> torch.Tensor:
     """uint8 (N, H, W, C) -> normalised float (N, C, H, W) on the device."""
     x = torch.as_tensor(np.array(images), device=device).permute(0, 3, 1, 2).float().div_(255)
-    return normalize(x, mean, std)
+    return normalize(x, *channel_tensors(mean, std, device))
 
 
-def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    return (x - torch.tensor(mean, device=x.device)[:, None, None]) / torch.tensor(std, device=x.device)[:, None, None]
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """`mean` and `std`: (C, 1, 1) tensors on x's device, from `channel_tensors`."""
+    return (x - mean) / std
+
+
+def channel_tensors(mean, std, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel lists as (C, 1, 1) tensors on the device, made once: a copy to a GPU per batch waits for it."""
+    return torch.tensor(mean, device=device)[:, None, None], torch.tensor(std, device=device)[:, None, None]
 
 
 @torch.no_grad()
