@@ -34,6 +34,7 @@ SUMMARY_KEYS = (
     "fmnist_best_single_accuracy",
     "fmnist_ensemble_accuracy",
     "gpu_trials_per_hour_ratio",
+    "gpu_throughput_ratio",
 )
 TABLE_START, TABLE_END = "<!-- results table: written by bench/_record.py -->", "<!-- end of results table -->"
 
@@ -69,16 +70,23 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "cpu_model": model or platform.processor(),
         "memory_gb": round(memory_gb, 1),
-        "gpu": None,  # no accelerator on the machine these scripts run on; see RESULTS.md
+        "gpu": gpu_name(),
         "python": platform.python_version(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
+def gpu_name() -> str | None:
+    """The GPU the figures were measured on, when torch sees one (bench/gpu.py); None on the project's own machine."""
+    torch = sys.modules.get("torch")  # never imported only to ask
+    return torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else None
+
+
 def describe_machine(info: dict) -> str:
     # The CPU says more than the core count: the same machine kind has been AMD EPYC and Intel Xeon with AMX.
     cpu = re.sub(r"\(R\)|\(TM\)| Processor| \d+-Core", "", info.get("cpu_model", "")).strip()
-    return f"{info['cpus']} cores{f' ({cpu})' if cpu else ''}, {info['memory_gb']:.0f} GB, load {info['load_average'][0]:.1f}"
+    gpu = f", {info['gpu']}" if info.get("gpu") else ""
+    return f"{info['cpus']} cores{f' ({cpu})' if cpu else ''}, {info['memory_gb']:.0f} GB{gpu}, load {info['load_average'][0]:.1f}"
 
 
 def save(args, name: str, result: dict, summary: dict) -> Path:

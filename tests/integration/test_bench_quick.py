@@ -19,17 +19,21 @@ SCRIPTS = {
     "ensemble_scale": ("ensemble_table_seconds", (0.01, 120), {"repeats", "median_total_seconds", "populate_seconds"}),
     "ask_latency": ("ask_ms_at_300", (0.01, 1000), {"ask_ms_by_trials", "random_sampler_ms_by_trials"}),
     "quality": ("fmnist_best_single_accuracy", (0.5, 1), {"table", "ensemble_k"}),
+    # Without CUDA a dry run on the CPU: its figures stay in the record (the ratio as trials_per_hour_ratio).
+    "gpu": ("gpu_trials_per_hour_ratio", (0.05, 50), {"throughput", "sweeps", "environment"}),
 }
 RECORD_NAMES = {"logging_share": "logging"}
 
 
 @pytest.fixture(scope="module")
-def quick_runs(tmp_path_factory):
-    """Every script started at once: most of a quick run is start-up (imports, ray.init, a new MLflow store),
-    which overlaps well; one after the other they took 3.5 minutes of the suite."""
+def quick_runs(request, tmp_path_factory):
+    """Every selected script started at once: most of a quick run is start-up (imports, ray.init, a new MLflow
+    store), which overlaps well; one after the other they took 3.5 minutes of the suite."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "RAY_AUTH_MODE": "disabled"}
+    selected = {item.callspec.params["script"] for item in request.session.items
+                if item.module is request.module and hasattr(item, "callspec")}
     runs = {}
-    for script in SCRIPTS:
+    for script in selected:
         out = tmp_path_factory.mktemp(script)
         with open(out / "stdout.txt", "w") as stdout, open(out / "stderr.txt", "w") as stderr:
             runs[script] = out, subprocess.Popen(
@@ -54,9 +58,16 @@ def test_quick_mode(script, quick_runs):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary) == {
         "overhead_ratio", "logging_share", "asha_epoch_fraction", "ensemble_table_seconds", "ask_ms_at_300",
-        "fmnist_best_single_accuracy", "fmnist_ensemble_accuracy", "gpu_trials_per_hour_ratio",
+        "fmnist_best_single_accuracy", "fmnist_ensemble_accuracy", "gpu_trials_per_hour_ratio", "gpu_throughput_ratio",
     }
-    if summary[key] is None:  # TPE + ASHA never came within 0.3 points: only then may the fraction be missing
+    if script == "gpu":
+        assert record["environment"]["device"] == "cpu" and record["met"] is None
+        assert summary[key] is None and summary["gpu_throughput_ratio"] is None  # no GPU figure from a CPU
+        assert low <= record["trials_per_hour_ratio"] <= high
+        assert 0.1 <= record["throughput"]["throughput_ratio"] <= 10
+        assert {"bf16", "fp32"} == set(record["throughput"]["precision"])
+        assert all(s["trials_complete"] == record["trials"] for s in record["sweeps"].values())
+    elif summary[key] is None:  # TPE + ASHA never came within 0.3 points: only then may the fraction be missing
         assert script == "asha_efficiency"
         (seed,) = record["seeds"]
         assert seed["tpe_asha"]["best_val_accuracy"] < seed["random"]["best_val_accuracy"] - 0.003
