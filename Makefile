@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.14.1 torchvision==0.29.1
 export RAY_AUTH_MODE := disabled
 
-.PHONY: setup data demo test test-unit test-integration ui bench bench-full bench-quality clean
+.PHONY: setup data demo test test-unit test-integration ui bench bench-full bench-quality bench-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -52,6 +52,10 @@ bench-full:
 # Benchmark 6: a Fashion-MNIST sweep plus its ensemble, up to 60 minutes.
 bench-quality: setup data
 	$(BIN)/python bench/quality.py
+
+# Benchmark 7, on a machine with a GPU: under 8 minutes (bench/gpu.py; README, GPU).
+bench-gpu: setup data
+	$(BIN)/python bench/gpu.py
 
 ui: setup
 	$(BIN)/visionsweep ui

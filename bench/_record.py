@@ -138,5 +138,18 @@ def write_report(results: Path, report: Path) -> None:
     report.write_text(before + table + after)
 
 
-if __name__ == "__main__":  # redraw the table by hand: python bench/_record.py
+def merge(folder: Path) -> None:
+    """Takes in results measured elsewhere (bench/gpu_device.sh's $OUT): their records, and their summary's figures."""
+    for path in folder.glob("*.json"):
+        if path.name != "summary.json":
+            (RESULTS / path.name).write_text(path.read_text())
+    summary = json.loads((RESULTS / "summary.json").read_text())
+    measured = json.loads((folder / "summary.json").read_text())
+    summary.update({k: v for k, v in measured.items() if k in SUMMARY_KEYS and v is not None})
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":  # redraw the table by hand: python bench/_record.py [FOLDER of results to take in first]
+    if len(sys.argv) > 1:
+        merge(Path(sys.argv[1]))
     write_report(RESULTS, REPORT)
