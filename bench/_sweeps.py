@@ -1,21 +1,19 @@
 """Sweep pieces the bench scripts share: a config from a few numbers, a record of each result, a bare trial loop."""
 
-import contextlib
 import time
-from types import SimpleNamespace
 
 import _record  # noqa: F401  (puts src/ on the path before visionsweep is imported)
 import numpy as np
 import optuna
+import torch
 from ray import tune
 from sklearn.model_selection import train_test_split
 
 from visionsweep import data
 from visionsweep.config import DataConfig, SweepConfig, parse_config
 from visionsweep.orchestrator import make_sampler
-from visionsweep.orchestrator._sweep import object_store_arrays
 from visionsweep.search_spaces import DefineByRun
-from visionsweep.trainables import classifier
+from visionsweep.trainables import Trial, TrialData, train_classifier
 
 
 def sweep_config(name: str, **sections) -> SweepConfig:
@@ -59,38 +57,25 @@ def planned_params(config: SweepConfig) -> list[dict]:
     return planned
 
 
-def trial_data(config: SweepConfig) -> dict:
-    """The arrays a trial receives, exactly as run_sweep puts them into the object store."""
+def trial_data(config: SweepConfig) -> TrialData:
+    """The data a trial receives, exactly as run_sweep puts it into the object store."""
     dataset = data.load(config.data)
     split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
                             config.data.folds)
-    return object_store_arrays(dataset, split)
-
-
-@contextlib.contextmanager
-def without_ray(results: list):
-    """The trainable's `tune` module swapped for a stand-in that only collects its reports."""
-    stand_in = SimpleNamespace(
-        report=lambda metrics, checkpoint=None: results.append(metrics),
-        get_checkpoint=lambda: None,
-        Checkpoint=SimpleNamespace(from_directory=lambda path: path),
-    )
-    saved, classifier.tune = classifier.tune, stand_in
-    try:
-        yield
-    finally:
-        classifier.tune = saved
+    return TrialData.of(dataset, split)
 
 
 def run_bare(config: SweepConfig, params: list[dict]) -> list[float]:
-    """Seconds of each trial run serially in this process: the same trainable, with no Ray, no MLflow."""
-    arrays = trial_data(config)
+    """Seconds of each trial run serially in this process: the same trainable, with no Ray, no MLflow (each
+    report goes to a list instead of Ray Tune; the checkpoint files are still written)."""
+    data = trial_data(config)
+    torch.set_num_threads(max(1, int(config.resources.cpu)))  # as run_trial does in a trial process
     seconds, reports = [], []
-    with without_ray(reports):
-        for trial_params in params:
-            started = time.perf_counter()
-            classifier.train_classifier(trial_params, data=arrays, sweep=config)
-            seconds.append(time.perf_counter() - started)
+    for trial_params in params:
+        started = time.perf_counter()
+        trial = Trial(data, config, send=lambda result, folder: reports.append(result))
+        train_classifier(trial_params, trial)
+        seconds.append(time.perf_counter() - started)
     if len(reports) != len(params) * config.scheduler.max_epochs:
         raise RuntimeError(f"bare loop: {len(reports)} reports for {len(params)} trials")
     return seconds

@@ -2,8 +2,8 @@
 against float32, and peak GPU memory per trial.
 
 Measures, on one GPU, in one process and this order:
-(b) throughput: the trainable (visionsweep.trainables.classifier.train_classifier, called in this process with
-    Ray's `tune` swapped for a stand-in, as bench/overhead.py's bare pass does) against a plain PyTorch loop
+(b) throughput: the trainable (visionsweep.trainables.train_classifier, called in this process with a Trial
+    whose reports go to a list instead of Ray Tune, as bench/overhead.py's bare pass does) against a plain PyTorch loop
     written below, on the same device, model, data (the uint8 training rows on the device), augmentation
     (horizontal flips on the device, a draw per image), batch, optimizer, schedule, loss and precision.
     Training images/s counts the training passes alone: each of the trainable's `Member.train_epoch` calls,
@@ -43,7 +43,7 @@ import threading
 import time
 
 from _record import parse_args, save
-from _sweeps import planned_params, sweep_config, trial_data, without_ray
+from _sweeps import planned_params, sweep_config, trial_data
 
 import ray
 import torch
@@ -53,7 +53,7 @@ from torch.nn import functional as F
 from visionsweep import models
 from visionsweep.orchestrator import run_sweep
 from visionsweep.outcome import Outcome
-from visionsweep.trainables import classifier
+from visionsweep.trainables import Trial, classifier, train_classifier
 
 TARGET_TRIALS_RATIO = 2.0
 TARGET_THROUGHPUT_RATIO = 0.9
@@ -109,14 +109,14 @@ def timed_training_passes(device: torch.device, seconds: list):
         classifier.Member.train_epoch = original
 
 
-def trainable_run(config, params: dict, arrays: dict, device: torch.device) -> dict:
+def trainable_run(config, params: dict, data, device: torch.device) -> dict:
     """One whole trial in this process: its training passes' seconds (first left out), its wall and peak memory."""
     seconds, reports = [], []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
-    with without_ray(reports), timed_training_passes(device, seconds):
-        classifier.train_classifier(params, data=arrays, sweep=config)
+    with timed_training_passes(device, seconds):
+        train_classifier(params, Trial(data, config, send=lambda result, folder: reports.append(result)))
     synchronize(device)
     wall = time.perf_counter() - started
     if len(reports) != config.scheduler.max_epochs:
@@ -129,19 +129,19 @@ def trainable_run(config, params: dict, arrays: dict, device: torch.device) -> d
     }
 
 
-def plain_loop(config, params: dict, arrays: dict, device: torch.device, epochs: int) -> list[float]:
+def plain_loop(config, params: dict, arrays, device: torch.device, epochs: int) -> list[float]:
     """Seconds of each epoch (first left out) of the trainable's work written as a plain PyTorch loop."""
     recipe, model_params = config.trial_settings(params)
     if recipe.optimizer != "sgd" or recipe.schedule != "onecycle":
         raise ValueError("the plain loop is written for sgd with one-cycle")
     torch.manual_seed(recipe.seed)
-    x = torch.as_tensor(arrays["x_train"], device=device).permute(0, 3, 1, 2)  # uint8 (N, C, H, W), on the device
-    y = torch.as_tensor(arrays["y_train"], device=device)
+    x = torch.as_tensor(arrays.x_train, device=device).permute(0, 3, 1, 2)  # uint8 (N, C, H, W), on the device
+    y = torch.as_tensor(arrays.y_train, device=device)
     pixels = x.float().div(255)
     mean, std = pixels.mean(dim=(0, 2, 3))[:, None, None], pixels.std(dim=(0, 2, 3))[:, None, None] + 1e-6
     del pixels
     bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and device.type == "cuda")
-    model = models.create(config.model, num_classes=len(arrays["classes"]), in_channels=x.shape[1],
+    model = models.create(config.model, num_classes=len(arrays.classes), in_channels=x.shape[1],
                           image_size=x.shape[2], multilabel=False, **model_params).to(device)
     if bf16:
         model = model.to(memory_format=torch.channels_last)
@@ -214,7 +214,7 @@ def throughput(quick: bool, epochs: int, device: torch.device) -> dict:
     timed = workload(quick, 1, 1 + epochs)
     params = planned_params(timed)[0]
     arrays = trial_data(timed)
-    rows = len(arrays["x_train"])
+    rows = len(arrays.x_train)
     trainable, plain, trials = [], [], []
     rounds = ("trainable", "plain") if quick else ("trainable", "plain", "plain", "trainable")  # drift hits both alike
     for first in rounds:

@@ -2,8 +2,8 @@
 
 Measures: the same N trial configs (drawn by the sweep's own seeded random sampler, checked equal
 afterwards) run twice: (1) bare, a serial loop calling the very trainable the sweep uses
-(visionsweep.trainables.classifier.train_classifier) in this process, with its `tune` module swapped
-for a stand-in that only collects reports: no Ray, no MLflow, no checkpoint copies; (2) as a sweep,
+(visionsweep.trainables.train_classifier) in this process, with a Trial whose reports go to a list
+instead of Ray Tune: no Ray, no MLflow, no checkpoint copies; (2) as a sweep,
 visionsweep.orchestrator.run_sweep with the FIFO scheduler at the same concurrency, sqlite MLflow.
 The bare pass is split around the sweep, the first half of the configs before it and the second half
 after it (Ray shut down): a machine that slows or speeds up during the run then weighs on both sides alike,

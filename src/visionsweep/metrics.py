@@ -1,19 +1,20 @@
 """Scores of predicted probabilities, named by split and measure (`val_accuracy`, `test_micro_f1`), and
-multi-label decision thresholds tuned on validation rows."""
+multi-label decision thresholds tuned on validation rows. Which of them apply is the task's business (task.py)."""
 
 import re
 
 import numpy as np
 
 
-def scores(probs: np.ndarray, labels: np.ndarray, prefix: str = "", threshold=0.5, classes=None) -> dict[str, float]:
-    """Multi-class when `labels` is (N,) class indices; multi-label when it is an (N, C) multi-hot.
+def multiclass_scores(probs: np.ndarray, labels: np.ndarray, prefix: str = "") -> dict[str, float]:
+    """Accuracy of the argmax against class indices (N,)."""
+    return {f"{prefix}accuracy": float(np.mean(probs.argmax(axis=1) == labels))}
 
-    `threshold` is one probability or one per class. With `classes`, multi-label scores add each class's
-    precision, recall and F1 (`val_f1_<class>`).
-    """
-    if labels.ndim == 1:
-        return {f"{prefix}accuracy": float(np.mean(probs.argmax(axis=1) == labels))}
+
+def multilabel_scores(probs: np.ndarray, labels: np.ndarray, prefix: str = "", threshold=0.5,
+                      classes=None) -> dict[str, float]:
+    """Scores against a multi-hot (N, C) at `threshold`: one probability or one per class. With `classes`, each
+    class's precision, recall and F1 too (`val_f1_<class>`)."""
     # Imported here: scikit-learn takes 0.8 s to import, which a multi-class trial process need not pay.
     from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support
 
@@ -72,14 +73,3 @@ def best_f1_cut(scores: np.ndarray, positive: np.ndarray, default: float = 0.5) 
 def metric_name(text: str) -> str:
     """A class name as MLflow accepts it in a metric name (letters, digits, _ - . / and space)."""
     return re.sub(r"[^\w\-./ ]", "_", str(text))
-
-
-def search_metrics(multilabel: bool) -> tuple[str, ...]:
-    """The validation metrics a trial reports each epoch, for multi-class or multi-label data."""
-    measures = ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss") if multilabel else ("accuracy",)
-    return ("val_loss", *(f"val_{m}" for m in measures))
-
-
-def primary_measure(labels: np.ndarray) -> str:
-    """The measure tables lead with: accuracy for multi-class, micro-F1 for multi-label."""
-    return "accuracy" if labels.ndim == 1 else "micro_f1"

@@ -57,10 +57,10 @@ def test_multilabel_sweep_and_ensemble(local_ray, tmp_path):
             assert len(set(thresholds.tolist())) == 1
         assert logged["threshold_3"] == pytest.approx(float(thresholds[3]))
         # The thresholds chosen on validation rows are the ones applied to the test rows.
-        rescored = metrics.scores(stored["test_probs"], test_labels, "test_", threshold=thresholds)
+        rescored = metrics.multilabel_scores(stored["test_probs"], test_labels, "test_", threshold=thresholds)
         assert logged["test_micro_f1"] == pytest.approx(rescored["test_micro_f1"])
         assert logged["best_val_micro_f1"] == pytest.approx(
-            metrics.scores(stored["val_probs"], split["val_labels"], threshold=thresholds)["micro_f1"])
+            metrics.multilabel_scores(stored["val_probs"], split["val_labels"], threshold=thresholds)["micro_f1"])
     best = result.best("max")
     assert best.best_val > 0.5  # far above chance: the tiles' digits are learnt
 

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from visionsweep import tracking
 from visionsweep.config import parse_config
 from visionsweep.outcome import Outcome
+from visionsweep.trainables import TrialData
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,9 @@ def test_resumed_logger_closes_runs_of_trials_ray_restored_as_ended(tmp_path):
 
     config = parse_config({"name": "recovery", "space": {"lr": {"loguniform": [1e-3, 1e-1]}},
                            "scheduler": {"max_epochs": 3, "grace_period": 1}})
-    logger = tracking.TrialLogger(tracking.TimedClient(uri), experiment, sweep, config, np.zeros(4, dtype=int))
+    images, labels = np.zeros((4, 8, 8, 1), np.uint8), np.zeros(4, dtype=int)
+    data = TrialData(images, labels, images, labels, images, labels, classes=("0",))
+    logger = tracking.TrialLogger(tracking.TimedClient(uri), experiment, sweep, config, data)
     logger.records = tracking.recover_records(client, sweep, "val_accuracy")
     logger.on_step_begin(0, [trial])
 

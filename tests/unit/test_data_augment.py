@@ -83,7 +83,7 @@ def test_balanced_weights_and_oversampling_follow_counts():
 
 
 def test_channel_stats_in_chunks_match_numpy():
-    from visionsweep.trainables.classifier import channel_stats
+    from visionsweep.trainables import channel_stats
 
     images = np.random.default_rng(0).integers(0, 256, (50, 6, 6, 3), dtype=np.uint8)
     mean, std = channel_stats(images, chunk=7)

@@ -144,12 +144,13 @@ def fake_members(members=6, rows=120, classes=3, seed=0, multilabel=False):
 def test_curve_makes_the_same_decisions_as_the_voting_functions(multilabel):
     members = fake_members(multilabel=multilabel)
     curve = score_curve(members)
-    measure = metrics.primary_measure(members.test_labels)
+    task = members.task
+    measure = task.primary_measure
     for index, k in enumerate(curve["k"]):
         top = members.test_probs[:k]
-        assert curve["test_soft"][index] == pytest.approx(metrics.scores(soft_vote(top), members.test_labels)[measure])
+        assert curve["test_soft"][index] == pytest.approx(task.scores(soft_vote(top), members.test_labels)[measure])
         assert curve["test_hard"][index] == pytest.approx(
-            metrics.scores(hard_vote(top, multilabel), members.test_labels)[measure])
+            task.scores(hard_vote(top, multilabel), members.test_labels)[measure])
 
 
 @pytest.mark.parametrize("multilabel", [False, True])

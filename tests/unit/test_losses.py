@@ -9,6 +9,7 @@ from torch import nn
 
 from visionsweep.config import TrainConfig
 from visionsweep.data import imbalance
+from visionsweep.task import MultiClass, MultiLabel
 from visionsweep.trainables import losses
 from visionsweep.trainables.recipe import Loss, make_loss
 
@@ -66,7 +67,7 @@ def test_softmax_focal_loss_for_classes():
 def test_gradients_stay_finite_at_extreme_logits_and_small_exponents(kind, multilabel):
     recipe = TrainConfig(loss=kind, focal_gamma=0.5, asl_gamma_pos=0.5, asl_gamma_neg=0.3, asl_clip=0.05,
                          label_smoothing=0.1)
-    loss_fn = make_loss(recipe, 4, multilabel, class_weights=[1.0, 2.0, 5.0, 50.0])
+    loss_fn = make_loss(recipe, (MultiLabel if multilabel else MultiClass)("abcd"), class_weights=[1.0, 2.0, 5.0, 50.0])
     logits = torch.tensor([[100.0, -100.0, 0.0, -3.0], [-40.0, 40.0, 1e-6, 20.0]], requires_grad=True)
     labels = torch.tensor([[1, 0, 0, 0], [0, 1, 1, 0]]) if multilabel else torch.tensor([0, 3])
     loss = loss_fn(logits, labels)
@@ -81,9 +82,9 @@ def test_balanced_pos_weight_is_negatives_over_positives_per_label():
     assert weights.tolist() == pytest.approx([2 / 3, 4.0, 1.0])  # 3 of 5, 1 of 5, none (nothing to balance)
     logits, target = torch.randn(5, 3), torch.as_tensor(labels)
     for kind in ("bce", "focal", "asymmetric"):
-        weighted = make_loss(TrainConfig(loss=kind), 3, True, class_weights=weights)
+        weighted = make_loss(TrainConfig(loss=kind), MultiLabel("abc"), class_weights=weights)
         assert torch.equal(weighted.weights, torch.as_tensor(weights))
-    bce = make_loss(TrainConfig(loss="bce"), 3, True, class_weights=weights)(logits, target)
+    bce = make_loss(TrainConfig(loss="bce"), MultiLabel("abc"), class_weights=weights)(logits, target)
     assert bce.item() == pytest.approx(nn.functional.binary_cross_entropy_with_logits(
         logits, target.float(), pos_weight=torch.as_tensor(weights)).item())
 
@@ -91,6 +92,6 @@ def test_balanced_pos_weight_is_negatives_over_positives_per_label():
 def test_the_recipe_passes_its_focusing_settings():
     logits, targets = torch.tensor(LOGITS), torch.tensor(TARGETS)
     recipe = TrainConfig(loss="asymmetric", asl_gamma_pos=1.0, asl_gamma_neg=2.0, asl_clip=0.1)
-    assert make_loss(recipe, 3, True)(logits, targets).item() == pytest.approx(by_hand(1, 2, 0.1))
-    assert make_loss(TrainConfig(loss="focal", focal_gamma=3.0), 3, True)(logits, targets).item() == pytest.approx(
+    assert make_loss(recipe, MultiLabel("abc"))(logits, targets).item() == pytest.approx(by_hand(1, 2, 0.1))
+    assert make_loss(TrainConfig(loss="focal", focal_gamma=3.0), MultiLabel("abc"))(logits, targets).item() == pytest.approx(
         by_hand(3, 3, 0))

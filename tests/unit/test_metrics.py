@@ -8,9 +8,9 @@ from visionsweep import metrics
 def test_multilabel_scores_with_per_class_thresholds_and_names():
     labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
     probs = np.array([[0.9, 0.2], [0.1, 0.35], [0.8, 0.4], [0.2, 0.1]])
-    at_half = metrics.scores(probs, labels, "val_")
+    at_half = metrics.multilabel_scores(probs, labels, "val_")
     assert at_half["val_subset_accuracy"] == 0.5
-    tuned = metrics.scores(probs, labels, "val_", threshold=np.array([0.5, 0.3]), classes=["a b", "c/d?"])
+    tuned = metrics.multilabel_scores(probs, labels, "val_", threshold=np.array([0.5, 0.3]), classes=["a b", "c/d?"])
     assert tuned["val_micro_f1"] == 1.0 and tuned["val_hamming_loss"] == 0.0
     assert tuned["val_recall_c/d_"] == 1.0 and tuned["val_precision_a b"] == 1.0
 
@@ -23,14 +23,14 @@ def test_thresholds_are_tuned_on_the_rows_given():
     probs = np.where(labels, [0.3, 0.8, 0.9], [0.1, 0.6, 0.1]).astype(np.float32)
     per_class = metrics.tune_thresholds(probs, labels, "per_class")
     assert 0.1 < per_class[0] <= 0.3 and 0.6 < per_class[1] <= 0.8 and per_class[2] == 0.5
-    assert metrics.scores(probs, labels, threshold=per_class)["micro_f1"] == 1.0
+    assert metrics.multilabel_scores(probs, labels, threshold=per_class)["micro_f1"] == 1.0
     glob = metrics.tune_thresholds(probs, labels, "global")
     assert len(set(glob.tolist())) == 1 and 0.6 < glob[0] <= 0.8
     np.testing.assert_allclose(metrics.tune_thresholds(probs, labels, "fixed", 0.4), 0.4)
     # other rows (the test rows) do not move the thresholds chosen here
     test_labels = 1 - labels
     assert np.array_equal(metrics.tune_thresholds(probs, labels, "per_class"), per_class)
-    assert metrics.scores(probs, test_labels, threshold=per_class)["micro_f1"] < 0.5
+    assert metrics.multilabel_scores(probs, test_labels, threshold=per_class)["micro_f1"] < 0.5
 
 
 def test_ensemble_members_vote_with_their_own_thresholds():

@@ -154,9 +154,10 @@ def test_precision_on_a_cpu(precision, bf16):
     labels = torch.arange(96) % 3
     images = (torch.rand(96, 1, 8, 8, generator=generator) * 80 + 80 * labels[:, None, None, None]).to(torch.uint8)
     fold = SimpleNamespace(x_train=images, y_train=labels, draw_weights=None, loss_fn=nn.CrossEntropyLoss())
-    shape = {"num_classes": 3, "in_channels": 1, "image_size": 8, "multilabel": False}
+    torch.manual_seed(0)
+    model = models.create("cnn", num_classes=3, in_channels=1, image_size=8, multilabel=False, channels=8)
     recipe = TrainConfig(precision=precision, batch_size=16, lr=0.05, schedule="constant")
-    member = Member("cnn", shape, {"channels": 8}, recipe, seed=0, fold=fold, max_epochs=4, device=torch.device("cpu"))
+    member = Member(model, fold, recipe, seed=0, max_epochs=4)
     second_conv = [m for m in member.model.modules() if isinstance(m, nn.Conv2d)][1]  # (16, 8, 3, 3): layouts differ
     assert second_conv.weight.is_contiguous(memory_format=torch.channels_last) is bf16
     with member.autocast:

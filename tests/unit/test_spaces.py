@@ -5,6 +5,7 @@ from visionsweep import models, search_spaces
 from visionsweep.config import parse_config
 from visionsweep.orchestrator import CoordinateSearch, make_sampler
 from visionsweep.search_spaces import CoordinateWalk, DefineByRun
+from visionsweep.task import MultiClass
 from visionsweep.trainables.recipe import Fitting, make_loss
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -32,7 +33,7 @@ def test_every_named_space_samples_100_configs_that_all_build(name):
         recipe, model_params = config.trial_settings(params)
         net = models.create(model, num_classes=3, in_channels=1, image_size=size, **model_params)
         Fitting(recipe, net, steps_per_epoch=5, max_epochs=3)
-        make_loss(recipe, num_classes=3, multilabel=False)
+        make_loss(recipe, MultiClass(["a", "b", "c"]))
 
 
 def test_conditional_parameters_appear_only_when_their_condition_holds():

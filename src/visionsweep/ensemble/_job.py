@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 from mlflow.entities import Metric
 
-from visionsweep import metrics
 from visionsweep.ensemble._members import Members
 from visionsweep.ensemble.agreement import mean_off_diagonal, member_agreement
 from visionsweep.ensemble.selection import fit_weights, greedy_selection
@@ -78,14 +77,14 @@ def build_table(
     """Scores every method on the validation and test rows. Everything is chosen on validation only."""
     val, test = members.val_probs, members.test_probs
     y_val, y_test = members.val_labels, members.test_labels
-    multilabel, count = members.multilabel, len(val)
-    measure = metrics.primary_measure(y_test)
+    task, count = members.task, len(val)
+    measure = task.primary_measure
 
     def score(probs, labels, cut=None):
-        return metrics.scores(probs, labels, threshold=0.5 if cut is None else cut)[measure]
+        return task.scores(probs, labels, thresholds=cut)[measure]
 
     def tuned(val_probs):  # multi-label thresholds for weighted probabilities; None for multi-class
-        return metrics.tune_thresholds(val_probs, y_val, thresholds) if multilabel else None
+        return task.thresholds(val_probs, y_val, thresholds)
 
     sizes = {}
     for label in top_k:
@@ -102,7 +101,7 @@ def build_table(
         rows.append(row)
 
     candidates = []  # (name, method, weights per member, thresholds, val score, test score)
-    half = np.full(len(members.classes), 0.5, np.float32) if multilabel else None  # centred members vote at 0.5
+    half = np.full(len(members.classes), 0.5, np.float32) if task.multilabel else None  # centred members vote at 0.5
     for row in rows:
         weights = (np.arange(count) < row["k"]).astype(np.float64)
         if "soft" in row:
@@ -155,7 +154,8 @@ def score_curve(
     curve = {"k": ks}
     for part, probs, labels in (("val", members.val_probs, members.val_labels),
                                 ("test", members.test_probs, members.test_labels)):
-        measure = metrics.primary_measure(labels)
+        task = members.task
+        measure = task.primary_measure
         rows = np.arange(probs.shape[1])
         total = np.zeros(probs.shape[1:], dtype=np.float64)
         votes = np.zeros(probs.shape[1:], dtype=np.float64)
@@ -173,9 +173,9 @@ def score_curve(
             else:
                 decided = votes + total / k / 2  # counts first; the mean breaks ties
             if voting in ("soft", "both"):
-                soft.append(metrics.scores(total / k, labels)[measure])
+                soft.append(task.scores(total / k, labels)[measure])
             if voting in ("hard", "both"):
-                hard.append(metrics.scores(decided.astype(np.float32), labels)[measure])
+                hard.append(task.scores(decided.astype(np.float32), labels)[measure])
         if soft:
             curve[f"{part}_soft"] = soft
         if hard:

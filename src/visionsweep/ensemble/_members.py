@@ -13,6 +13,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from visionsweep import tracking
 from visionsweep.ensemble.voting import centre_on_thresholds
 from visionsweep.registry._predict import MODEL_URI
+from visionsweep.task import Task
 from visionsweep.tracking._store import SPLIT_ARTIFACT, TAG_PARENT
 from visionsweep.trainables import PREDICTIONS_FILE
 
@@ -35,8 +36,12 @@ class Members:
     load_seconds: float = 0.0
 
     @property
+    def task(self) -> Task:
+        return Task.of(self.test_labels, self.classes)
+
+    @property
     def multilabel(self) -> bool:
-        return self.test_labels.ndim == 2
+        return self.task.multilabel
 
 
 def sweep_members(client, sweep_run_id: str) -> tuple[list, list[str]]:
@@ -100,7 +105,7 @@ def load_members(client, runs: list, names: list[str]) -> Members:
         if predictions["classes"].tolist() != classes:
             raise LookupError(f"run {run.info.run_id} predicts classes {predictions['classes'].tolist()}, not {classes}")
     val_probs, test_probs = np.stack([p[fit_part] for p in stored]), np.stack([p["test_probs"] for p in stored])
-    if first["test_labels"].ndim == 2:  # multi-label: each member votes with its own thresholds
+    if Task.of(first["test_labels"], classes).multilabel:  # each member votes with its own thresholds
         val_probs, test_probs = centre_on_thresholds(val_probs, stored), centre_on_thresholds(test_probs, stored)
     return Members(
         run_ids=[run.info.run_id for run in runs],

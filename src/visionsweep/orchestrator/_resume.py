@@ -19,7 +19,8 @@ from visionsweep import data, tracking
 from visionsweep.config import SweepConfig, parse_config
 from visionsweep.orchestrator._searcher import TellStoppedTrials
 from visionsweep.orchestrator._state import SweepState
-from visionsweep.orchestrator._sweep import SweepResult, connect_ray, finish, make_trainable, object_store_arrays
+from visionsweep.orchestrator._sweep import SweepResult, connect_ray, finish, make_trainable
+from visionsweep.trainables import TrialData
 
 
 def resume_sweep(
@@ -38,17 +39,17 @@ def resume_sweep(
         raise LookupError(f"sweep {sweep_run_id}: dataset {config.data.dataset!r} changed since the sweep started")
     split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
                             config.data.folds)
+    trial_data = TrialData.of(dataset, split)
 
     client.update_run(sweep_run_id, status="RUNNING")
     writer = tracking.BufferedClient(client, config.tracking.batch_seconds)
-    logger = tracking.TrialLogger(writer, run.info.experiment_id, sweep_run_id, config, dataset.labels[split.test],
-                                  image_shape=dataset.images.shape[1:])
+    logger = tracking.TrialLogger(writer, run.info.experiment_id, sweep_run_id, config, trial_data)
     logger.records = tracking.recover_records(client, sweep_run_id, config.search.metric)
     status, study = "FAILED", None
     try:
         connect_ray(address, verbose)
         tuner = tune.Tuner.restore(
-            state.tune_path, trainable=make_trainable(config, object_store_arrays(dataset, split)), resume_errored=True
+            state.tune_path, trainable=make_trainable(config, trial_data), resume_errored=True
         )
         searcher = tuner._local_tuner._tune_config.search_alg
         # The callbacks come back unpickled, without their MLflow client or searcher: hand Tune live ones.

@@ -8,14 +8,14 @@ from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from visionsweep import data, metrics, tracking
+from visionsweep import data, tracking
 from visionsweep.config import ConfigError, SweepConfig
 from visionsweep.orchestrator._searcher import CoordinateSearch, OptunaSearchWithPruning, TellStoppedTrials, make_sampler
 from visionsweep.orchestrator._state import SweepState, close_abandoned_trials
 from visionsweep.orchestrator.progress import SweepProgress
 from visionsweep.outcome import Outcome
 from visionsweep.search_spaces import CoordinateWalk, DefineByRun
-from visionsweep.trainables import train_classifier
+from visionsweep.trainables import TrialData, run_trial
 
 # Quiet Ray: no token auth prompt, no CSV/TensorBoard loggers (JSON only, for Tune's ResultGrid), no snapshot warning.
 RAY_ENVIRONMENT = {
@@ -62,12 +62,13 @@ def run_sweep(
     """
     started = time.monotonic()
     dataset = data.load(config.data)
-    allowed = metrics.search_metrics(dataset.multilabel)
-    if config.search.metric not in allowed:  # known only now that the data says whether it is multi-label
-        kind = "multi-label" if dataset.multilabel else "multi-class"
-        raise ConfigError(f"search.metric {config.search.metric!r}: {config.data.dataset} is {kind}; allowed: {', '.join(allowed)}")
     split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
                             config.data.folds)
+    trial_data = TrialData.of(dataset, split)
+    allowed = trial_data.task.search_metrics()
+    if config.search.metric not in allowed:  # known only now that the data says whether it is multi-label
+        raise ConfigError(f"search.metric {config.search.metric!r}: {config.data.dataset} is "
+                          f"{trial_data.task.name}; allowed: {', '.join(allowed)}")
     client, experiment_id = tracking.connect(tracking_uri, config.name)
     writer = tracking.BufferedClient(client, config.tracking.batch_seconds)
     sweep_run_id = tracking.start_sweep(writer, experiment_id, config, dataset, split)
@@ -75,8 +76,7 @@ def run_sweep(
     for key, value in state.tags().items():
         writer.set_tag(sweep_run_id, key, value)
     log_dataset_report(writer, sweep_run_id, dataset)
-    logger = tracking.TrialLogger(writer, experiment_id, sweep_run_id, config, dataset.labels[split.test],
-                                  image_shape=dataset.images.shape[1:])
+    logger = tracking.TrialLogger(writer, experiment_id, sweep_run_id, config, trial_data)
     searcher = make_searcher(config, state)
     print(f"sweep run {sweep_run_id}; if this driver dies: visionsweep resume {sweep_run_id}", flush=True)
     # With --verbose, Ray's own tables take the terminal: progress then goes out as plain lines.
@@ -89,7 +89,7 @@ def run_sweep(
     try:
         connect_ray(address, verbose)
         tuner = build_tuner(
-            config, object_store_arrays(dataset, split), searcher, [logger, progress, *callbacks], state, verbose
+            config, trial_data, searcher, [logger, progress, *callbacks], state, verbose
         )
         phases["startup_seconds"] = time.monotonic() - started
         tuner.fit()
@@ -126,15 +126,6 @@ def connect_ray(address: str | None, verbose: bool) -> None:
         ray.init(address=address, include_dashboard=False, log_to_driver=verbose, configure_logging=verbose)
 
 
-def object_store_arrays(dataset, split) -> dict:
-    return {
-        **{f"x_{part}": dataset.images[getattr(split, part)] for part in ("train", "val", "test")},
-        **{f"y_{part}": dataset.labels[getattr(split, part)] for part in ("train", "val", "test")},
-        "classes": dataset.classes,
-        **({"folds": split.folds} if split.folds is not None else {}),
-    }
-
-
 def finish(config, client, writer, logger, sweep_run_id, status, study, started, phases=None) -> SweepResult:
     """Closes every trial run, sends what MLflow has not got yet, and closes the sweep run with its summary."""
     logger.close_open_runs()
@@ -167,10 +158,10 @@ def finish(config, client, writer, logger, sweep_run_id, status, study, started,
     return result
 
 
-def make_trainable(config: SweepConfig, arrays: dict):
+def make_trainable(config: SweepConfig, trial_data: TrialData):
     # Data and settings go through with_parameters: once into the object store, never into trial names.
     return tune.with_resources(
-        tune.with_parameters(train_classifier, data=arrays, sweep=config),
+        tune.with_parameters(run_trial, data=trial_data, config=config),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
     )
 
@@ -184,7 +175,7 @@ def log_dataset_report(client, run_id: str, dataset: data.Dataset) -> None:
         client.log_text(run_id, "\n".join(dataset.bad_files) + "\n", BAD_IMAGES_ARTIFACT)
 
 
-def build_tuner(config, arrays, searcher, callbacks, state: SweepState, verbose) -> tune.Tuner:
+def build_tuner(config, trial_data, searcher, callbacks, state: SweepState, verbose) -> tune.Tuner:
     if config.scheduler.kind == "asha":
         scheduler = ASHAScheduler(
             time_attr="epoch",
@@ -195,7 +186,7 @@ def build_tuner(config, arrays, searcher, callbacks, state: SweepState, verbose)
     else:
         scheduler = FIFOScheduler()
     return tune.Tuner(
-        make_trainable(config, arrays),
+        make_trainable(config, trial_data),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,

@@ -13,6 +13,7 @@ import yaml
 
 from visionsweep import data, tracking
 from visionsweep.config import SchedulerConfig, SweepConfig, parse_config
+from visionsweep.task import Task
 from visionsweep.tracking._store import SPLIT_ARTIFACT, TAG_PARENT
 from visionsweep.trainables import PREDICTIONS_FILE
 
@@ -48,7 +49,7 @@ class SweepFacts:
 
     @property
     def multilabel(self) -> bool:
-        return self.test_labels.ndim == 2
+        return Task.of(self.test_labels, self.classes).multilabel
 
     @property
     def best_trial(self) -> Trial | None:

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from mlflow.entities import Metric, RunTag
 from ray import tune
 from ray.tune.result import EXPR_RESULT_FILE
@@ -14,9 +13,10 @@ from visionsweep import metrics
 from visionsweep.outcome import Outcome, trial_outcome
 from visionsweep.registry._pyfunc import MODEL_SPEC_FILE, TRIAL_MODEL_FOLDER, WEIGHTS_FILE
 from visionsweep.tracking._store import TAG_KIND, TAG_OUTCOME, TAG_PARENT, TimedClient, log_params
-from visionsweep.trainables import PREDICTIONS_FILE, STATE_FILE
+from visionsweep.trainables import MODEL_FILE, PREDICTIONS_FILE, TrialData
 
 TAG_TRIAL_ID = "visionsweep.trial_id"  # the Ray trial id: how a resumed driver finds a trial's run
+TAG_PREDICTIONS = "visionsweep.predictions"  # stored | none: whether the trial left predictions for the ensemble
 ERROR_TAG_CHARS = 5000  # MLflow tag values hold at most 8000 characters
 
 
@@ -50,18 +50,14 @@ class TrialLogger(tune.Callback):
     kept as `error-restart-N.txt`, and `visionsweep.nodes` lists every node it ran on.
     """
 
-    def __init__(
-        self, client: TimedClient, experiment_id: str, parent_run_id: str, sweep, y_test: np.ndarray,
-        image_shape: tuple[int, int, int] | None = None,  # (H, W, C) of the images; None logs no model
-    ):
+    def __init__(self, client: TimedClient, experiment_id: str, parent_run_id: str, sweep, data: TrialData):
         self.client = client
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.metric = sweep.search.metric
         self.max_epochs = sweep.scheduler.max_epochs
-        self.y_test = y_test
+        self.data = data
         self.sweep = sweep
-        self.image_shape = image_shape
         self.records: dict[str, TrialRecord] = {}
         self._restored_trials_settled = False
 
@@ -147,42 +143,48 @@ class TrialLogger(tune.Callback):
             tags["visionsweep.error"] = record.error[-ERROR_TAG_CHARS:]
             self.client.log_text(record.run_id, record.error, "error.txt")
         elif trial.checkpoint is not None:
-            self._log_predictions(record, trial.checkpoint, trial.config)
+            self._log_best_epoch(record, trial.checkpoint, trial.config, (trial.last_result or {}).get("best_epoch"))
         self.client.log_batch(record.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(record.run_id, "FAILED" if errored else "FINISHED")
 
-    def _log_predictions(self, record: TrialRecord, checkpoint, config: dict) -> None:
+    def _log_best_epoch(self, record: TrialRecord, checkpoint, config: dict, best_epoch: int | None) -> None:
+        """The best epoch's score, and what the trial kept of that epoch: predictions (scored on the test rows)
+        and model weights. A training function that passed no predictions leaves a run without them."""
         with checkpoint.as_directory() as folder, tempfile.TemporaryDirectory() as upload:
+            final, thresholds = {}, None
             path = Path(folder, PREDICTIONS_FILE)
-            with np.load(path, allow_pickle=False) as predictions:
-                test_probs, best_epoch = predictions["test_probs"], int(predictions["epoch"])
-                # Multi-label: the thresholds tuned on validation rows, applied unchanged to the test rows.
-                thresholds = predictions["thresholds"] if "thresholds" in predictions else 0.5
-                classes = predictions["classes"].tolist()
-            Path(upload, PREDICTIONS_FILE).write_bytes(path.read_bytes())
-            if self.image_shape is not None:
-                self._write_model(Path(upload, TRIAL_MODEL_FOLDER), Path(folder, STATE_FILE), config, classes)
-            self.client.log_artifacts(record.run_id, upload)  # one call for predictions and model
+            if path.exists():
+                with np.load(path, allow_pickle=False) as predictions:
+                    best_epoch = int(predictions["epoch"])
+                    # Multi-label: the thresholds tuned on validation rows, applied unchanged to the test rows.
+                    thresholds = predictions["thresholds"] if "thresholds" in predictions else None
+                    test_probs = predictions["test_probs"] if "test_probs" in predictions else None
+                if test_probs is not None:
+                    record.test_scores = self.data.task.scores(test_probs, self.data.y_test, "test_", thresholds)
+                    Path(upload, PREDICTIONS_FILE).write_bytes(path.read_bytes())
+            if Path(folder, MODEL_FILE).exists():
+                self._write_model(Path(upload, TRIAL_MODEL_FOLDER), Path(folder, MODEL_FILE), config)
+            if any(Path(upload).iterdir()):
+                self.client.log_artifacts(record.run_id, upload)  # one call for predictions and model
+        self.client.set_tag(record.run_id, TAG_PREDICTIONS, "stored" if record.test_scores else "none")
+        if best_epoch is None or best_epoch not in record.metric_by_epoch:
+            return
         record.best_val = record.metric_by_epoch[best_epoch]
-        record.test_scores = metrics.scores(test_probs, self.y_test, prefix="test_", threshold=thresholds)
+        final.update({f"best_{self.metric}": record.best_val, "best_epoch": best_epoch, **record.test_scores})
+        if thresholds is not None:
+            final.update({f"threshold_{metrics.metric_name(c)}": t for c, t in zip(self.data.classes, thresholds)})
         now = int(time.time() * 1000)
-        final = {f"best_{self.metric}": record.best_val, "best_epoch": best_epoch, **record.test_scores}
-        if np.ndim(thresholds):
-            final.update({f"threshold_{metrics.metric_name(c)}": t for c, t in zip(classes, thresholds)})
         self.client.log_batch(record.run_id, metrics=[Metric(k, float(v), now, best_epoch) for k, v in final.items()])
 
-    def _write_model(self, folder: Path, state_file: Path, config: dict, classes: list[str]) -> None:
-        state = torch.load(state_file, weights_only=True)
+    def _write_model(self, folder: Path, weights_file: Path, config: dict) -> None:
         folder.mkdir()
-        torch.save(state["best_model"], folder / WEIGHTS_FILE)
-        height, width, channels = self.image_shape
+        (folder / WEIGHTS_FILE).write_bytes(weights_file.read_bytes())
         spec = {
             "model": self.sweep.model,
             "params": self.sweep.trial_settings(config)[1],
-            "shape": {"num_classes": len(classes), "in_channels": channels, "image_size": height,
-                      "multilabel": bool(self.y_test.ndim == 2)},
-            "classes": classes,
-            "normalization": state["normalization"],  # per-channel mean and std on the 0..1 scale
+            "shape": self.data.model_shape,
+            "classes": list(self.data.classes),
+            "normalization": self.data.normalization,  # per-channel mean and std on the 0..1 scale
         }
         (folder / MODEL_SPEC_FILE).write_text(json.dumps(spec, indent=1))
 

@@ -1,5 +1,15 @@
-"""The functions Ray Tune runs, one call per trial."""
+"""The trial contract (`Trial`, `TrialData`) and the functions Ray Tune runs, one call per trial."""
 
-from visionsweep.trainables.classifier import PREDICTIONS_FILE, STATE_FILE, train_classifier
+from visionsweep.trainables._trial import (
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    STATE_FILE,
+    Trial,
+    TrialData,
+    channel_stats,
+    run_trial,
+)
+from visionsweep.trainables.classifier import train_classifier
 
-__all__ = ["PREDICTIONS_FILE", "STATE_FILE", "train_classifier"]
+__all__ = ["MODEL_FILE", "PREDICTIONS_FILE", "STATE_FILE", "Trial", "TrialData", "channel_stats", "run_trial",
+           "train_classifier"]

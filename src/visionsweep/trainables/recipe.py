@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from torch.optim import lr_scheduler
 
 from visionsweep.config import TrainConfig
+from visionsweep.task import Task
 from visionsweep.trainables import losses
 
 CYCLE_MOMENTUM = (0.85, 0.95)  # onecycle/cyclic: momentum (Adam: beta1) is high while lr is low, and back
@@ -132,10 +133,10 @@ class Loss(nn.Module):
         return (squared * self.weights if self.weights is not None else squared).mean()
 
 
-def make_loss(recipe: TrainConfig, num_classes: int, multilabel: bool, class_weights=None) -> Loss:
+def make_loss(recipe: TrainConfig, task: Task, class_weights=None) -> Loss:
     focusing = {"gamma": recipe.focal_gamma, "gamma_pos": recipe.asl_gamma_pos, "gamma_neg": recipe.asl_gamma_neg,
                 "clip": recipe.asl_clip}
-    return Loss(recipe.loss, num_classes, multilabel, recipe.label_smoothing, class_weights, focusing)
+    return Loss(recipe.loss, task.num_classes, task.multilabel, recipe.label_smoothing, class_weights, focusing)
 
 
 @dataclass
