@@ -133,6 +133,8 @@ def report_sweep(config, result, uri) -> int:
     if best:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in best.test_scores.items())
         print(f"best trial {best.trial_id} (MLflow run {best.run_id}): {config.search.metric} {best.best_val:.4f}, {scores}")
+        if best.never_predicted:
+            print(f"  never predicted on test rows (F1 0): {', '.join(best.never_predicted)}")
         print("  " + ", ".join(f"{k}={_short(v)}" for k, v in best.params.items()))
     share = result.mlflow_seconds / result.wall_seconds
     print(f"MLflow calls: {result.mlflow_seconds:.1f} s ({share:.1%} of wall time), of which the sweep waited "

@@ -1,5 +1,7 @@
 """Scores of predicted probabilities, named by split and measure (`val_accuracy`, `test_micro_f1`), and
-multi-label decision thresholds tuned on validation rows. Which of them apply is the task's business (task.py)."""
+multi-label decision thresholds: tuned on validation rows, stored with a trial's predictions, and the one source
+of every decision made from them afterwards (`decision_thresholds`). Which of them apply is the task's business
+(task.py)."""
 
 import re
 
@@ -16,7 +18,7 @@ def multilabel_scores(probs: np.ndarray, labels: np.ndarray, prefix: str = "", t
     """Scores against a multi-hot (N, C) at `threshold`: one probability or one per class. With `classes`, each
     class's precision, recall and F1 too (`val_f1_<class>`)."""
     # Imported here: scikit-learn takes 0.8 s to import, which a multi-class trial process need not pay.
-    from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support
+    from sklearn.metrics import f1_score, hamming_loss
 
     predicted = probs >= np.asarray(threshold)
     measures = {
@@ -26,10 +28,38 @@ def multilabel_scores(probs: np.ndarray, labels: np.ndarray, prefix: str = "", t
         "hamming_loss": float(hamming_loss(labels, predicted)),
     }
     if classes is not None:
-        precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average=None, zero_division=0)
-        for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
+        for name, values in per_class_scores(probs, labels, threshold).items():
             measures.update({f"{name}_{metric_name(c)}": float(v) for c, v in zip(classes, values)})
     return {f"{prefix}{name}": value for name, value in measures.items()}
+
+
+def per_class_scores(probs: np.ndarray, labels: np.ndarray, threshold=0.5) -> dict[str, np.ndarray]:
+    """Multi-label: each class's precision, recall and F1 (C,) at `threshold` (one, or one per class); 0 where
+    undefined. The logged `test_f1_<class>` and the report's per-class table both come from here."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    predicted = probs >= np.asarray(threshold)
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average=None, zero_division=0)
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def decision_thresholds(predictions, num_classes: int) -> np.ndarray:
+    """The multi-label thresholds a trial decides with: the ones stored beside its predictions (tuned on its
+    validation rows, or `train.fixed_threshold`), 0.5 for predictions stored without. Its logged test metrics,
+    the report, its registered model and its vote in an ensemble all read them from here."""
+    if "thresholds" in predictions:
+        return np.asarray(predictions["thresholds"], np.float32)
+    return np.full(num_classes, 0.5, np.float32)
+
+
+def never_predicted(probs: np.ndarray, classes, threshold=None) -> list[str]:
+    """The classes that no row is given: multi-label at `threshold` (one, or one per class), multi-class
+    (`threshold` None) as nobody's argmax. A rare label lost this way scores F1 0 whatever its probabilities."""
+    if threshold is None:
+        given = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1]) > 0
+    else:
+        given = (probs >= np.asarray(threshold)).any(axis=0)
+    return [str(c) for c, g in zip(classes, given) if not g]
 
 
 def tune_thresholds(probs: np.ndarray, labels: np.ndarray, how: str, fixed: float = 0.5) -> np.ndarray:

@@ -6,15 +6,17 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from visionsweep import metrics, tracking
+from visionsweep import metrics, report, tracking
 from visionsweep.config import parse_config
 from visionsweep.ensemble import run_ensemble
 from visionsweep.orchestrator import run_sweep
 from visionsweep.outcome import Outcome
+from visionsweep.report import _figures as report_figures
 
 pytestmark = pytest.mark.integration
 
 TRIALS = 6
+CLASSES = [str(d) for d in range(10)]
 SWEEP = {
     "name": "it-multilabel",
     "data": {"dataset": "digits_mosaic", "mosaic_images": 1200, "mosaic_skew": True},
@@ -61,6 +63,14 @@ def test_multilabel_sweep_and_ensemble(local_ray, tmp_path):
         assert logged["test_micro_f1"] == pytest.approx(rescored["test_micro_f1"])
         assert logged["best_val_micro_f1"] == pytest.approx(
             metrics.multilabel_scores(stored["val_probs"], split["val_labels"], threshold=thresholds)["micro_f1"])
+        # Per class at the chosen epoch, with the same thresholds: macro-F1 is their mean.
+        per_class = metrics.multilabel_scores(stored["test_probs"], test_labels, "test_", thresholds, classes=CLASSES)
+        assert {k: logged[k] for k in per_class} == per_class
+        assert logged["test_macro_f1"] == pytest.approx(np.mean([logged[f"test_f1_{c}"] for c in CLASSES]))
+        assert client.get_metric_history(run.info.run_id, "test_f1_9")[0].step == logged["best_epoch"]
+        never = metrics.never_predicted(stored["test_probs"], CLASSES, thresholds)
+        assert run.data.tags.get(tracking.TAG_NEVER_PREDICTED, "") == ", ".join(never)
+        assert all(logged[f"test_f1_{c}"] == 0 for c in never)
     best = result.best("max")
     assert best.best_val > 0.5  # far above chance: the tiles' digits are learnt
 
@@ -70,6 +80,23 @@ def test_multilabel_sweep_and_ensemble(local_ray, tmp_path):
     assert table.rows[0]["hard"] == pytest.approx(best.test_scores["test_micro_f1"])
     assert all(0 < row["soft"] <= 1 and 0 < row["hard"] <= 1 for row in table.rows)
     assert client.get_run(table.run_id).info.status == "FINISHED"
+    assert isinstance(table.final["never_predicted"], list)
+
+    # The report judges the best trial by its own thresholds: its per-class figures are the logged ones.
+    facts = report.collect(client, result.sweep_run_id)
+    best_run = client.get_run(facts.best_trial.run_id)
+    rows = report_figures.per_class_errors(facts.test_labels, facts.best_test_probs, facts.classes,
+                                           facts.best_thresholds)
+    for row in rows:
+        for column, measure in (("precision", "precision"), ("recall", "recall"), ("F1", "f1")):
+            assert row[column] == best_run.data.metrics[f"test_{measure}_{row['class']}"]
+        assert row["threshold"] == pytest.approx(best_run.data.metrics[f"threshold_{row['class']}"])
+    page = report.render(facts)
+    first = rows[0]["class"]
+    assert "".join(f'<td class="">{best_run.data.metrics[f"test_{m}_{first}"]:.4f}</td>'
+                   for m in ("precision", "recall", "f1")) in page
+    lost = best_run.data.tags.get(tracking.TAG_NEVER_PREDICTED) or "none: every class is given to some test image"
+    assert f"<th>never predicted by the best trial</th><td>{lost}</td>" in page
 
 
 def test_user_folder_with_a_broken_file_logs_it(local_ray, tmp_path):

@@ -180,3 +180,6 @@ def test_greedy_ensemble_carries_thresholds_tuned_on_validation():
     assert expected[0] != 0.5  # else this test could not tell tuned from fixed thresholds
     assert table.final["name"].startswith("greedy")
     np.testing.assert_array_equal(table.final["thresholds"], expected)
+    never = metrics.never_predicted(members.test_probs[0], members.classes, expected)
+    assert table.final["never_predicted"] == never
+    assert ("never predicted on test rows by the final ensemble" in table.format()) == bool(never)

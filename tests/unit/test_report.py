@@ -7,6 +7,7 @@ import optuna
 import pytest
 from ray.tune.schedulers import ASHAScheduler
 
+from visionsweep import metrics
 from visionsweep.config import parse_config
 from visionsweep.report import SweepFacts, asha_rungs, render
 from visionsweep.report._collect import Trial
@@ -129,3 +130,26 @@ def test_page_says_what_it_cannot_show():
     assert page.count("not drawn: needs at least two trials that ran every epoch; the study has 1") == 3
     assert "no ensemble run yet: visionsweep ensemble --experiment demo &lt;x&gt;" in page
     assert "no Optuna study stored" in render(make_facts(False, None, None))
+
+
+def test_multilabel_page_decides_with_the_trials_own_thresholds_and_names_lost_labels():
+    facts = make_facts(True, make_study(4, 0), {**ENSEMBLE, "final": {"never_predicted": ["a"]}})
+    facts.best_test_probs[:, 2] *= 0.1  # class c: probabilities below 0.1, its tuned threshold 0.05
+    facts.best_thresholds = np.array([0.5, 0.99, 0.05], np.float32)  # class b: nothing reaches 0.99
+    page = render(facts)
+    logged = metrics.multilabel_scores(facts.best_test_probs, facts.test_labels, "test_", facts.best_thresholds, facts.classes)
+    for name, threshold in zip(facts.classes, facts.best_thresholds):
+        cells = [f"{logged[f'test_{m}_{name}']:.4f}" for m in ("precision", "recall", "f1")] + [f"{threshold:.4f}"]
+        assert "".join(f'<td class="">{c}</td>' for c in cells) in page  # the logged figures, to the digit shown
+    assert logged["test_f1_b"] == 0.0 and logged["test_f1_c"] > 0
+    assert "<th>never predicted by the best trial</th><td>b</td>" in page
+    assert "<th>never predicted by the final ensemble</th><td>a</td>" in page
+
+
+def test_never_predicted_and_stored_thresholds():
+    probs = np.array([[0.9, 0.01, 0.2], [0.8, 0.02, 0.7]], np.float32)
+    assert metrics.never_predicted(probs, ["a", "b", "c"], 0.5) == ["b"]
+    assert metrics.never_predicted(probs, ["a", "b", "c"], [0.5, 0.015, 0.5]) == []
+    assert metrics.never_predicted(probs, ["a", "b", "c"]) == ["b", "c"]  # multi-class: nobody's argmax
+    assert metrics.decision_thresholds({"thresholds": np.array([0.1, 0.2])}, 2).tolist() == pytest.approx([0.1, 0.2])
+    assert metrics.decision_thresholds({}, 3).tolist() == [0.5, 0.5, 0.5]

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 from mlflow.entities import Metric
 
+from visionsweep import metrics
 from visionsweep.ensemble._members import Members
 from visionsweep.ensemble.agreement import mean_off_diagonal, member_agreement
 from visionsweep.ensemble.selection import fit_weights, greedy_selection
 from visionsweep.ensemble.voting import hard_vote, soft_vote
-from visionsweep.tracking._store import TAG_KIND, TAG_PARENT
+from visionsweep.tracking._store import TAG_KIND, TAG_NEVER_PREDICTED, TAG_PARENT
 from visionsweep.trainables import PREDICTIONS_FILE
 
 DEFAULT_TOP_K = ["10%", "20%", "30%", "40%", "50%", "100%"]
@@ -30,7 +31,8 @@ class EnsembleTable:
     best_single: float  # test score of the member with the best validation score
     rows: list[dict]  # per top-k: {"k", "label", "members", "val_soft", "soft", "val_hard", "hard"} (soft/hard: test)
     methods: list[dict] = field(default_factory=list)  # greedy and weighted: {"method", "members", "val", "test"}
-    final: dict = field(default_factory=dict)  # the best on validation: {"name", "method", "weights", "thresholds", "val", "test"}
+    # the best on validation: {"name", "method", "weights", "thresholds", "val", "test", "never_predicted"}
+    final: dict = field(default_factory=dict)
     curve: dict = field(default_factory=dict)  # every k: {"k", "val_soft", "test_soft", "val_hard", "test_hard"}
     agreement: dict = field(default_factory=dict)  # mean pairwise disagreement / error correlation on the test rows
     matrices: dict = field(default_factory=dict, repr=False)  # agreement matrices (members x members)
@@ -52,6 +54,8 @@ class EnsembleTable:
             thresholds = "" if self.final["thresholds"] is None else f", thresholds {_short(self.final['thresholds'])}"
             lines.append(f"final (best on validation): {self.final['name']}: val {self.final['val']:.4f}, "
                          f"test {self.final['test']:.4f}{thresholds}")
+            if self.final.get("never_predicted"):
+                lines.append(f"never predicted on test rows by the final ensemble: {', '.join(self.final['never_predicted'])}")
         if self.agreement:
             lines.append("agreement on test rows: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in self.agreement.items()))
         return "\n".join(lines)
@@ -124,6 +128,8 @@ def build_table(
     name, method, weights, cut, val_score, test_score = max(candidates, key=lambda c: c[4])
     final = {"name": name, "method": method, "weights": weights / weights.sum(), "thresholds": cut,
              "val": val_score, "test": test_score}
+    final["never_predicted"] = metrics.never_predicted(final_predictions(members, final)["test_probs"],
+                                                       members.classes, cut)
 
     agreement = member_agreement(test, y_test)
     summary = {"mean_pairwise_disagreement": mean_off_diagonal(agreement["disagreement"]),
@@ -196,12 +202,11 @@ def run_ensemble(
     table = build_table(members, top_k, voting, greedy_rounds, thresholds)
     compute_seconds = time.perf_counter() - started
     sweep = client.get_run(members.sweep_run_id)
-    run = client.create_run(
-        sweep.info.experiment_id,
-        run_name="ensemble",
-        tags={TAG_PARENT: members.sweep_run_id, TAG_KIND: "ensemble", "visionsweep.voting": voting,
-              "visionsweep.final": table.final["name"]},
-    )
+    tags = {TAG_PARENT: members.sweep_run_id, TAG_KIND: "ensemble", "visionsweep.voting": voting,
+            "visionsweep.final": table.final["name"]}
+    if table.final["never_predicted"]:
+        tags[TAG_NEVER_PREDICTED] = ", ".join(table.final["never_predicted"])
+    run = client.create_run(sweep.info.experiment_id, run_name="ensemble", tags=tags)
     table.run_id = run.info.run_id
     status = "FAILED"
     try:
@@ -226,6 +231,7 @@ def _log(client, table: EnsembleTable, members: Members, compute_seconds: float)
         "test_score": final["test"],
         "classes": members.classes,
         "multilabel": members.multilabel,
+        "never_predicted": final["never_predicted"],  # classes it gives no test row
     }
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)

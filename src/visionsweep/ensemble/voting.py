@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from visionsweep import metrics
+
 
 def soft_vote(probs: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Mean probability over members, or the weighted mean when `weights` (members,) are given."""
@@ -17,7 +19,7 @@ def centre_on_thresholds(probs: np.ndarray, stored: list[dict]) -> np.ndarray:
 
     Every member then votes with the decisions it made alone, and voting at 0.5 needs no shared threshold.
     """
-    thresholds = np.stack([p["thresholds"] if "thresholds" in p else np.full(probs.shape[2], 0.5) for p in stored])
+    thresholds = np.stack([metrics.decision_thresholds(p, probs.shape[2]) for p in stored])
     return np.clip(probs - thresholds[:, None, :] + 0.5, 0, 1).astype(np.float32)
 
 

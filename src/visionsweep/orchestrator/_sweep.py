@@ -147,6 +147,8 @@ def finish(config, client, writer, logger, sweep_run_id, status, study, started,
     if best:
         summary[f"best_{config.search.metric}"] = best.best_val
         summary.update(best.test_scores)
+        if best.never_predicted:  # said on the sweep run too: a lost rare label is not found in the totals
+            writer.set_tag(sweep_run_id, tracking.TAG_NEVER_PREDICTED, ", ".join(best.never_predicted))
     summary.update(phases or {}, wall_seconds=result.wall_seconds)
     summary["mlflow_seconds"] = client.seconds
     summary["mlflow_wait_seconds"] = writer.waited_seconds

@@ -13,10 +13,10 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import mlflow
-import numpy as np
 from mlflow.exceptions import MlflowException
 
 import visionsweep
+from visionsweep import metrics
 from visionsweep.registry._pyfunc import MODEL_SPEC_FILE, SPEC_FILE, TRIAL_MODEL_FOLDER
 
 TAG_MEASURE = "visionsweep.measure"
@@ -61,7 +61,7 @@ def trial_candidate(client, run_id: str) -> Candidate:
         from visionsweep.trainables import PREDICTIONS_FILE
 
         stored = load_artifact_npz(client, run_id, PREDICTIONS_FILE)
-        thresholds = stored.get("thresholds", np.full(len(stored["classes"]), 0.5)).tolist()
+        thresholds = metrics.decision_thresholds(stored, len(stored["classes"])).tolist()
     return Candidate(run_id, "trial", [{"run_id": run_id, "weight": 1.0, "centre": None}], "average", thresholds, measure,
                      run.data.metrics[f"test_{measure}"])
 

@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import yaml
 
-from visionsweep import data, tracking
+from visionsweep import data, metrics, tracking
 from visionsweep.config import SchedulerConfig, SweepConfig, parse_config
 from visionsweep.task import Task
 from visionsweep.tracking._store import SPLIT_ARTIFACT, TAG_PARENT
@@ -45,6 +45,7 @@ class SweepFacts:
     test_labels: np.ndarray  # (N,) or multi-hot (N, C)
     best_test_probs: np.ndarray | None  # the best trial's test predictions
     test_images: np.ndarray | None  # uint8 (N, H, W, C), rows aligned with test_labels
+    best_thresholds: np.ndarray | None = None  # multi-label: the thresholds the best trial decides with (its own)
     notes: list[str] = field(default_factory=list)  # what could not be shown, and why
 
     @property
@@ -110,6 +111,8 @@ def collect(client, sweep_run_id: str) -> SweepFacts:
     if facts.best_trial:
         stored = tracking.load_artifact_npz(client, facts.best_trial.run_id, PREDICTIONS_FILE)
         facts.best_test_probs = stored["test_probs"]
+        if facts.multilabel:
+            facts.best_thresholds = metrics.decision_thresholds(stored, len(facts.classes))
         facts.test_images = _test_images(config, split["test"], sweep.data.tags.get("visionsweep.data_fingerprint"), facts.notes)
     else:
         facts.notes.append("No trial stored predictions: no confusion matrix, per-class scores or error montage.")

@@ -7,7 +7,9 @@ import matplotlib
 import numpy as np
 import optuna
 from matplotlib.figure import Figure
-from sklearn.metrics import ConfusionMatrixDisplay, f1_score
+from sklearn.metrics import ConfusionMatrixDisplay
+
+from visionsweep import metrics
 
 MONTAGE_IMAGES = 24  # test images in the error montage
 MONTAGE_COLUMNS = 8
@@ -116,17 +118,23 @@ def confusion_matrix(labels: np.ndarray, probs: np.ndarray, classes: list[str]) 
     return figure
 
 
-def per_class_errors(labels: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float = 0.5) -> list[dict]:
-    """Multi-label: per class, how many test images miss it, how many get it wrongly, and its F1."""
-    truth, predicted = labels.astype(bool), probs >= threshold
-    f1 = f1_score(truth, predicted, average=None, zero_division=0)
+def per_class_errors(labels: np.ndarray, probs: np.ndarray, classes: list[str], threshold=0.5) -> list[dict]:
+    """Multi-label: per class, how many test images miss it, how many get it wrongly, its precision, recall and
+    F1 at `threshold` (the trial's own: then these are its logged `test_f1_<class>` and the like), and that
+    threshold."""
+    thresholds = np.broadcast_to(np.asarray(threshold, np.float32), (len(classes),))
+    truth, predicted = labels.astype(bool), probs >= thresholds
+    measured = metrics.per_class_scores(probs, labels, thresholds)
     return [
         {
             "class": name,
             "images with it": int(truth[:, c].sum()),
             "missed": int((truth[:, c] & ~predicted[:, c]).sum()),
             "wrongly given": int((~truth[:, c] & predicted[:, c]).sum()),
-            "F1": float(f1[c]),
+            "precision": float(measured["precision"][c]),
+            "recall": float(measured["recall"][c]),
+            "F1": float(measured["f1"][c]),
+            "threshold": float(thresholds[c]),
         }
         for c, name in enumerate(classes)
     ]
@@ -144,7 +152,7 @@ def f1_bars(rows: list[dict]) -> Figure:
     return figure
 
 
-def worst_rows(labels: np.ndarray, probs: np.ndarray, count: int, threshold: float = 0.5) -> np.ndarray:
+def worst_rows(labels: np.ndarray, probs: np.ndarray, count: int, threshold=0.5) -> np.ndarray:
     """Test rows with the most wrong labels, surest mistakes first; only rows with at least one."""
     if labels.ndim == 1:
         wrong = (probs.argmax(axis=1) != labels).astype(int)
@@ -156,8 +164,10 @@ def worst_rows(labels: np.ndarray, probs: np.ndarray, count: int, threshold: flo
     return order[wrong[order] > 0][:count]
 
 
-def error_montage(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> Figure | None:
-    rows = worst_rows(labels, probs, MONTAGE_IMAGES)
+def error_montage(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str],
+                  threshold=0.5) -> Figure | None:
+    """The test images with the most wrong labels (multi-label: decided at `threshold`, one or per class)."""
+    rows = worst_rows(labels, probs, MONTAGE_IMAGES, threshold)
     if not len(rows):
         return None
     columns = min(MONTAGE_COLUMNS, len(rows))
@@ -169,13 +179,13 @@ def error_montage(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, cla
     for ax, row in zip(axes, rows):
         image = images[row]
         ax.imshow(image[..., 0] if image.shape[-1] == 1 else image[..., :3], cmap="gray", interpolation="nearest")
-        true, predicted = _names(labels[row], probs[row], classes)
+        true, predicted = _names(labels[row], probs[row], classes, threshold)
         ax.set_title(f"true: {true}\npred: {predicted}", fontsize=7, color="tab:red")
     figure.tight_layout()
     return figure
 
 
-def _names(label, probs, classes, threshold: float = 0.5) -> tuple[str, str]:
+def _names(label, probs, classes, threshold=0.5) -> tuple[str, str]:
     if np.ndim(label) == 0:
         guess = int(probs.argmax())
         return classes[int(label)], f"{classes[guess]} ({probs[guess]:.2f})"

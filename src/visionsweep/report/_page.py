@@ -8,6 +8,7 @@ from html import escape
 import optuna
 from matplotlib.figure import Figure
 
+from visionsweep import metrics
 from visionsweep.report import _figures
 from visionsweep.report._collect import SweepFacts, asha_rungs
 
@@ -67,7 +68,21 @@ def _summary(facts: SweepFacts) -> str:
         tests = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k.startswith("test_"))
         rows.append(("best trial", f"{best.name}: {facts.metric} {best.best:.4f}" + (f"; {tests}" if tests else "")))
         rows.append(("its parameters", ", ".join(f"{k}={_short(v)}" for k, v in sorted(best.params.items()))))
+    rows += _never_predicted_rows(facts)
     return "<table>" + "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _never_predicted_rows(facts: SweepFacts) -> list[tuple[str, str]]:
+    """The classes the best trial, and the latest final ensemble, give no test row: their F1 is 0."""
+    rows = []
+    if facts.best_trial and facts.best_test_probs is not None:
+        lost = metrics.never_predicted(facts.best_test_probs, facts.classes, facts.best_thresholds)
+        rows.append(("never predicted by the best trial", ", ".join(lost) or "none: every class is given to some "
+                                                                                "test image"))
+    lost = (facts.ensemble or {}).get("final", {}).get("never_predicted")  # None from an older ensemble run
+    if lost is not None:
+        rows.append(("never predicted by the final ensemble", ", ".join(lost) or "none"))
+    return rows
 
 
 def _top_rows(facts: SweepFacts) -> list[dict]:
@@ -126,9 +141,11 @@ def _error_sections(facts: SweepFacts) -> list[tuple[str, str]]:
     if best is None or probs is None:
         return []
     scope = f"Test rows, predictions of the best trial ({best.name})."
+    thresholds = facts.best_thresholds
     if facts.multilabel:
-        rows = _figures.per_class_errors(labels, probs, classes)
-        shown = [{**r, "F1": f"{r['F1']:.3f}"} for r in rows]
+        scope += " Each class is decided at the trial's own threshold, the one its logged test metrics use."
+        rows = _figures.per_class_errors(labels, probs, classes, thresholds)
+        shown = [{**r, **{k: f"{r[k]:.4f}" for k in ("precision", "recall", "F1", "threshold")}} for r in rows]
         sections = [
             ("Wrong labels per class", _why(scope + " Missed: the class is in the image but not predicted; wrongly "
                                              "given: predicted but not there.") + _table(shown)),
@@ -138,7 +155,8 @@ def _error_sections(facts: SweepFacts) -> list[tuple[str, str]]:
         sections = [("Confusion matrix", _why(scope + " Rows: true class; columns: predicted.") + _image(
             _figures.confusion_matrix(labels, probs, classes)))]
     if facts.test_images is not None:
-        montage = _figures.error_montage(facts.test_images, labels, probs, classes)
+        montage = _figures.error_montage(facts.test_images, labels, probs, classes,
+                                         0.5 if thresholds is None else thresholds)
         html = _why(scope + " The images with the most wrong labels, surest mistakes first.") + (
             _image(montage) if montage else _note("the best trial got every test image right"))
         sections.append(("Error montage", html))

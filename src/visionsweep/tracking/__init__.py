@@ -8,6 +8,7 @@ from visionsweep.tracking._buffered import BufferedClient
 from visionsweep.tracking._recovery import LOST, recover_records, set_aside_lost
 from visionsweep.tracking._store import (
     TAG_KIND,
+    TAG_NEVER_PREDICTED,
     TAG_OUTCOME,
     TimedClient,
     connect,
@@ -27,6 +28,7 @@ __all__ = [
     "recover_records",
     "set_aside_lost",
     "TAG_KIND",
+    "TAG_NEVER_PREDICTED",
     "TAG_OUTCOME",
     "STUDY_ARTIFACT",
     "TimedClient",

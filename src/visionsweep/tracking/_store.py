@@ -17,6 +17,7 @@ from visionsweep.data import Dataset, Split
 TAG_PARENT = "mlflow.parentRunId"
 TAG_KIND = "visionsweep.kind"  # sweep | trial | ensemble
 TAG_OUTCOME = "visionsweep.outcome"  # complete | pruned | failed | killed
+TAG_NEVER_PREDICTED = "visionsweep.never_predicted"  # trial or ensemble: classes it gives no test row, comma-separated
 SPLIT_ARTIFACT = "split.npz"
 BATCH_PARAMS = 100  # log_batch takes at most 100 params per request
 PARAM_CHARS = 6000  # longest param value MLflow stores

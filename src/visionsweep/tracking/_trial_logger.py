@@ -12,7 +12,8 @@ from ray.tune.result import EXPR_RESULT_FILE
 from visionsweep import metrics
 from visionsweep.outcome import Outcome, trial_outcome
 from visionsweep.registry._pyfunc import MODEL_SPEC_FILE, TRIAL_MODEL_FOLDER, WEIGHTS_FILE
-from visionsweep.tracking._store import TAG_KIND, TAG_OUTCOME, TAG_PARENT, TimedClient, log_params
+from visionsweep.tracking._store import (TAG_KIND, TAG_NEVER_PREDICTED, TAG_OUTCOME, TAG_PARENT, TimedClient,
+                                         log_params)
 from visionsweep.trainables import MODEL_FILE, PREDICTIONS_FILE, TrialData
 
 TAG_TRIAL_ID = "visionsweep.trial_id"  # the Ray trial id: how a resumed driver finds a trial's run
@@ -36,6 +37,7 @@ class TrialRecord:
     early_stopped: bool = False  # ended by its own patience, not by the scheduler
     nodes: list = field(default_factory=list)  # IP addresses of the nodes it ran on, in order
     restarts: int = 0  # times Ray retried it from its last checkpoint after its process or node died
+    never_predicted: list = field(default_factory=list)  # classes it gives no test row (a lost rare label)
 
 
 class TrialLogger(tune.Callback):
@@ -144,6 +146,8 @@ class TrialLogger(tune.Callback):
             self.client.log_text(record.run_id, record.error, "error.txt")
         elif trial.checkpoint is not None:
             self._log_best_epoch(record, trial.checkpoint, trial.config, (trial.last_result or {}).get("best_epoch"))
+            if record.never_predicted:
+                tags[TAG_NEVER_PREDICTED] = ", ".join(record.never_predicted)
         self.client.log_batch(record.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(record.run_id, "FAILED" if errored else "FINISHED")
 
@@ -154,13 +158,18 @@ class TrialLogger(tune.Callback):
             final, thresholds = {}, None
             path = Path(folder, PREDICTIONS_FILE)
             if path.exists():
+                task = self.data.task
                 with np.load(path, allow_pickle=False) as predictions:
                     best_epoch = int(predictions["epoch"])
                     # Multi-label: the thresholds tuned on validation rows, applied unchanged to the test rows.
-                    thresholds = predictions["thresholds"] if "thresholds" in predictions else None
+                    if task.multilabel:
+                        thresholds = metrics.decision_thresholds(predictions, task.num_classes)
                     test_probs = predictions["test_probs"] if "test_probs" in predictions else None
                 if test_probs is not None:
-                    record.test_scores = self.data.task.scores(test_probs, self.data.y_test, "test_", thresholds)
+                    # Per class too (test_f1_<class>, ...); the record keeps the totals for the sweep's summary.
+                    final = task.scores(test_probs, self.data.y_test, "test_", thresholds, per_class=True)
+                    record.test_scores = {f"test_{m}": final[f"test_{m}"] for m in task.measures}
+                    record.never_predicted = metrics.never_predicted(test_probs, task.classes, thresholds)
                     Path(upload, PREDICTIONS_FILE).write_bytes(path.read_bytes())
             if Path(folder, MODEL_FILE).exists():
                 self._write_model(Path(upload, TRIAL_MODEL_FOLDER), Path(folder, MODEL_FILE), config)
@@ -170,7 +179,7 @@ class TrialLogger(tune.Callback):
         if best_epoch is None or best_epoch not in record.metric_by_epoch:
             return
         record.best_val = record.metric_by_epoch[best_epoch]
-        final.update({f"best_{self.metric}": record.best_val, "best_epoch": best_epoch, **record.test_scores})
+        final.update({f"best_{self.metric}": record.best_val, "best_epoch": best_epoch})
         if thresholds is not None:
             final.update({f"threshold_{metrics.metric_name(c)}": t for c, t in zip(self.data.classes, thresholds)})
         now = int(time.time() * 1000)
