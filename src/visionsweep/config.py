@@ -53,7 +53,8 @@ class DataConfig(_Section):
     # training + validation rows; the trial reports their mean and stores out-of-fold predictions. 1: no folds.
     folds: int = Field(1, ge=1, le=20)
     format: Literal["auto", "folders", "csv", "label_files"] = "auto"  # of a path dataset; auto detects it
-    images: str | None = None  # folder the CSV's image paths are relative to (default: the CSV's folder)
+    images: str | None = None  # folder the CSV's image paths are relative to (default: the CSV's folder or images/ there)
+    labels: str | None = None  # label_files: the folder of <label>.txt files beside images/ (default: the one found)
     test_dataset: str | None = None  # a given test set, same format; then test_fraction is unused
     image_size: int | None = Field(None, ge=4)  # pixels per side after resizing; default 64 for files, native for built-ins
     channels: Literal["auto", "gray", "rgb"] = "auto"  # auto: rgb if any image is colour

@@ -1,5 +1,6 @@
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -60,3 +61,24 @@ class Dataset:
             digest.update(np.ascontiguousarray(array).data)
         digest.update("\n".join(self.classes).encode())
         return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a dataset holds, before any pixel is decoded: its files (none for a registered dataset), labels
+    as in `Dataset`, and the rows of a given test set."""
+
+    files: list[Path]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    test_rows: np.ndarray | None = None
+    layout: str = ""  # how it was read: folders, csv, label_files, or registered
+
+    @property
+    def multilabel(self) -> bool:
+        return self.labels.ndim == 2
+
+    def counts(self) -> dict[str, int]:
+        """Rows per class (multi-class) or per label (multi-label)."""
+        per_class = self.labels.sum(axis=0) if self.multilabel else np.bincount(self.labels, minlength=len(self.classes))
+        return dict(zip(self.classes, map(int, per_class)))

@@ -3,9 +3,11 @@
 Three layouts, detected from the path (or named by `data.format`):
   folders      PATH/<class>/*.png|jpg|jpeg|bmp|webp                         multi-class
   csv          PATH.csv: an image path column (`image`, `path`, `file`) and either a `labels` column
-               (labels separated by ';') or one 0/1 column per class       multi-label
-  label_files  PATH/images/* and PATH/labels/<label>.txt, one image per line, by file name or by
-               number (`17` names im17.jpg); an image in no list has no label   multi-label
+               (labels separated by ';') or one 0/1 column per class; paths relative to `data.images`,
+               else to the CSV's folder or an `images/` folder beside it     multi-label
+  label_files  PATH/images/* and a sibling folder of <label>.txt files (`labels/`, `annotations/`, ...;
+               `data.labels` names it), one image per line, by file name or by number (`17` names
+               im17.jpg); an image in no list has no label                  multi-label
 """
 
 import csv
@@ -17,13 +19,12 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from visionsweep.data._dataset import DataError, Dataset
+from visionsweep.data._dataset import DataError, Dataset, Listing
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 DEFAULT_IMAGE_SIZE = 64  # pixels per side when data.image_size is not set
@@ -34,26 +35,27 @@ SHOWN_BAD_FILES = 10  # bad files named in the error of on_bad_image: fail
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
-@dataclass
-class Listing:
-    """What the layout says, before any pixel is read: files and their labels."""
-
-    files: list[Path]
-    labels: np.ndarray  # int64 (N,) or uint8 multi-hot (N, C)
-    classes: tuple[str, ...]
-
-
 def detect_format(path: Path) -> str:
     if path.is_file():
         if path.suffix.lower() == ".csv":
             return "csv"
         raise DataError(f"data.dataset {path}: a file dataset must be a .csv; a folder holds class folders or images/ + labels/")
-    if (path / "labels").is_dir() and (path / "images").is_dir():
+    if (path / "images").is_dir() and _label_folders(path):
         return "label_files"
     return "folders"
 
 
+def _label_folders(path: Path) -> list[Path]:
+    """The folders beside PATH/images that hold <label>.txt files."""
+    return sorted(d for d in path.iterdir() if d.is_dir() and d.name != "images" and any(d.glob("*.txt")))
+
+
 def list_folders(path: Path) -> Listing:
+    if (path / "images").is_dir() and _label_folders(path):
+        raise DataError(
+            f"data.dataset {path}: holds images/ and {_label_folders(path)[0].name}/ of <label>.txt files, the "
+            "label_files layout, not class folders; set data.format: label_files (or auto)"
+        )
     classes = sorted(d.name for d in path.iterdir() if d.is_dir() and _images_in(d))
     if not classes:
         raise DataError(f"data.dataset {path}: no class folders with images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -62,11 +64,10 @@ def list_folders(path: Path) -> Listing:
         found = _images_in(path / name)
         files += found
         labels += [index] * len(found)
-    return Listing(files, np.array(labels, np.int64), tuple(classes))
+    return Listing(files, np.array(labels, np.int64), tuple(classes), layout="folders")
 
 
 def list_csv(path: Path, images: str | None) -> Listing:
-    root = Path(images) if images else path.parent
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
@@ -75,7 +76,9 @@ def list_csv(path: Path, images: str | None) -> Listing:
     path_column = next((c for c in columns if c.strip().lower() in PATH_COLUMNS), None)
     if path_column is None:
         raise DataError(f"{path}: no image path column; name one of: {', '.join(PATH_COLUMNS)}")
-    files = [root / row[path_column] for row in rows]
+    names = [row[path_column] for row in rows]
+    root = _image_root(path, images, names)
+    files = [root / name for name in names]
     if "labels" in columns:
         sets = [{label.strip() for label in (row["labels"] or "").split(";") if label.strip()} for row in rows]
         classes = tuple(sorted(set().union(*sets)))
@@ -94,10 +97,25 @@ def list_csv(path: Path, images: str | None) -> Listing:
                 if value not in ("0", "1"):
                     raise DataError(f"{path}: row {number + 2}, column {name!r} = {value!r}: expected 0 or 1")
                 labels[number, column] = value == "1"
-    return Listing(files, labels, classes)
+    return Listing(files, labels, classes, layout=f"csv, images in {root}")
 
 
-def list_label_files(path: Path) -> Listing:
+def _image_root(table: Path, images: str | None, names: list[str]) -> Path:
+    """The folder the CSV's image paths are relative to: `data.images`, else the CSV's folder or images/ beside
+    it, whichever holds more of them. Raises when none of the paths names a file there."""
+    tried = [Path(images)] if images else [table.parent, table.parent / "images"]
+    found = [sum((root / name).is_file() for name in names) for root in tried]
+    if max(found):
+        return tried[found.index(max(found))]
+    hint = "check data.images" if images else "set data.images: FOLDER to the folder that holds them"
+    raise DataError(
+        f"{table}: none of its {len(names)} image paths (e.g. {names[0]!r}) names a file in "
+        f"{' or '.join(map(str, tried))}; {hint}"
+    )
+
+
+def list_label_files(path: Path, labels: str | None = None) -> Listing:
+    label_folder = _label_folder(path, labels)
     files = _images_in(path / "images")
     by_name = {f.name: row for row, f in enumerate(files)}
     by_number = {}
@@ -105,9 +123,9 @@ def list_label_files(path: Path) -> Listing:
         digits = re.search(r"(\d+)$", f.stem)
         if digits:
             by_number.setdefault(int(digits.group(1)), []).append(row)
-    label_files = sorted((path / "labels").glob("*.txt"))
+    label_files = sorted(label_folder.glob("*.txt"))
     if not label_files:
-        raise DataError(f"{path / 'labels'}: no <label>.txt files")
+        raise DataError(f"{label_folder}: no <label>.txt files")
     labels = np.zeros((len(files), len(label_files)), np.uint8)
     for column, label_file in enumerate(label_files):
         for line_number, line in enumerate(label_file.read_text().splitlines(), 1):
@@ -121,7 +139,26 @@ def list_label_files(path: Path) -> Listing:
             else:
                 why = "names more than one image" if entry.isdigit() and int(entry) in by_number else "names no image"
                 raise DataError(f"{label_file}, line {line_number}: {entry!r} {why} in {path / 'images'}")
-    return Listing(files, labels, tuple(f.stem for f in label_files))
+    return Listing(files, labels, tuple(f.stem for f in label_files), layout=f"label_files: images/ + {label_folder.name}/")
+
+
+def _label_folder(path: Path, labels: str | None) -> Path:
+    """`data.labels` (relative to PATH), else the one folder beside PATH/images holding .txt files."""
+    if not (path / "images").is_dir():
+        raise DataError(f"data.dataset {path}: the label_files layout needs an images/ folder there")
+    if labels:
+        if not (path / labels).is_dir():
+            raise DataError(f"data.labels {labels!r}: no such folder in {path}")
+        return path / labels
+    found = _label_folders(path)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DataError(f"data.dataset {path}: no folder of <label>.txt files beside images/ (e.g. labels/)")
+    raise DataError(
+        f"data.dataset {path}: several folders hold .txt files ({', '.join(d.name for d in found)}); "
+        "name the one with the <label>.txt files in data.labels"
+    )
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -133,7 +170,7 @@ def list_dataset(config, path: Path) -> Listing:
     if layout == "csv":
         return list_csv(path, config.images)
     if layout == "label_files":
-        return list_label_files(path)
+        return list_label_files(path, config.labels)
     return list_folders(path)
 
 
@@ -148,6 +185,9 @@ def load_files(config, path: str) -> Dataset:
         return _read_cache(cache)
     started = time.perf_counter()
     rgb, gray, bad = decode(listing.files, size, config.decode_workers)
+    if bad and len(bad) == len(listing.files):
+        raise DataError(f"data.dataset {path}: none of its {len(bad)} image files could be read; "
+                        f"the first: {bad[0][0]} ({bad[0][1]})")
     if bad and config.on_bad_image == "fail":
         shown = "; ".join(f"{f} ({why})" for f, why in bad[:SHOWN_BAD_FILES])
         raise DataError(

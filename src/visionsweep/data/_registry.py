@@ -3,8 +3,8 @@ from typing import Callable
 
 import numpy as np
 
-from visionsweep.data._dataset import DataError, Dataset
-from visionsweep.data._files import load_files
+from visionsweep.data._dataset import DataError, Dataset, Listing
+from visionsweep.data._files import list_dataset, load_files
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {}
 
@@ -31,12 +31,42 @@ def load(config) -> Dataset:
     return dataset
 
 
+def listing(config) -> Listing:
+    """What `load(config)` would give, without decoding an image file: files, labels, classes, test rows.
+
+    A registered dataset has no files: it is loaded (the built-ins take a second at most).
+    """
+    train = _list_one(config, config.dataset)
+    if not config.test_dataset:
+        return train
+    test = _list_one(config, config.test_dataset)
+    labels = _labels_in(train.classes, train.multilabel, test.labels, test.classes)
+    return Listing(
+        files=train.files + test.files,
+        labels=np.concatenate([train.labels, labels]),
+        classes=train.classes,
+        test_rows=np.arange(len(train.labels), len(train.labels) + len(labels)),
+        layout=train.layout,
+    )
+
+
+def _list_one(config, name: str) -> Listing:
+    if name in _LOADERS:
+        dataset = _LOADERS[name](config)
+        return Listing([], dataset.labels, dataset.classes, dataset.test_rows, layout="registered")
+    return list_dataset(config, _existing(name))
+
+
 def _load_one(config, name: str) -> Dataset:
     if name in _LOADERS:
         return conform(_LOADERS[name](config), config)
-    if Path(name).exists():
-        return load_files(config, name)
-    raise DataError(f"dataset {name!r} is neither registered ({', '.join(names())}) nor an existing path")
+    return load_files(config, _existing(name))
+
+
+def _existing(name: str) -> Path:
+    if not Path(name).exists():
+        raise DataError(f"dataset {name!r} is neither registered ({', '.join(names())}) nor an existing path")
+    return Path(name)
 
 
 def conform(dataset: Dataset, config) -> Dataset:
@@ -61,19 +91,24 @@ def conform(dataset: Dataset, config) -> Dataset:
                    test_rows=dataset.test_rows, bad_files=dataset.bad_files, summary=dataset.summary)
 
 
-def with_test_set(train: Dataset, test: Dataset) -> Dataset:
-    """`train` followed by the rows of a given test set, whose classes must be among the training classes."""
-    unknown = sorted(set(test.classes) - set(train.classes))
+def _labels_in(classes: tuple[str, ...], multilabel: bool, labels: np.ndarray, their_classes: tuple[str, ...]):
+    """A given test set's labels in the training data's class order; its classes must be among `classes`."""
+    unknown = sorted(set(their_classes) - set(classes))
     if unknown:
         raise DataError(f"data.test_dataset has classes the training data lacks: {', '.join(unknown)}")
-    if train.multilabel != test.multilabel:
+    if multilabel != (labels.ndim == 2):
         raise DataError("data.test_dataset must be multi-label exactly when data.dataset is")
-    column = np.array([train.classes.index(c) for c in test.classes], np.int64)
-    if test.multilabel:
-        labels = np.zeros((len(test.labels), train.num_classes), np.uint8)
-        labels[:, column] = test.labels
-    else:
-        labels = column[test.labels] if len(column) else test.labels
+    column = np.array([classes.index(c) for c in their_classes], np.int64)
+    if not multilabel:
+        return column[labels] if len(column) else labels
+    placed = np.zeros((len(labels), len(classes)), np.uint8)
+    placed[:, column] = labels
+    return placed
+
+
+def with_test_set(train: Dataset, test: Dataset) -> Dataset:
+    """`train` followed by the rows of a given test set, whose classes must be among the training classes."""
+    labels = _labels_in(train.classes, train.multilabel, test.labels, test.classes)
     train_images, test_images = train.images, test.images
     if train.channels != test.channels:  # one side all gray under channels: auto: give it three channels
         train_images, test_images = (x if x.shape[3] == 3 else np.repeat(x, 3, axis=3) for x in (train_images, test_images))

@@ -1,9 +1,10 @@
 import contextlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from visionsweep.data._dataset import Dataset
+from visionsweep.data._dataset import DataError, Dataset
 
 # scikit-learn and scikit-multilearn are imported where a split is made: importing them takes about 0.8 s,
 # which trial processes (they import visionsweep.data for augmentation, never to split) need not pay.
@@ -32,6 +33,8 @@ def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed
     in every part. A dataset's own test rows are kept as the test set; validation rows come from the rest.
     With `folds` K >= 2, the training and validation rows are also dealt into K stratified folds.
     """
+    skipped = f" (after leaving out {len(dataset.bad_files)} unreadable files)" if dataset.bad_files else ""
+    check_split(dataset.labels, dataset.classes, val_fraction, test_fraction, folds, dataset.test_rows, skipped)
     rows = np.arange(len(dataset.labels))
     labels = dataset.labels
     divide = _iterative_split if dataset.multilabel else _stratified_split
@@ -47,6 +50,59 @@ def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed
     if folds < 2:
         return split
     return Split(split.train, split.val, split.test, _assign_folds(labels[split.development], folds, seed))
+
+
+def check_split(
+    labels: np.ndarray, classes: tuple[str, ...], val_fraction: float, test_fraction: float, folds: int = 1,
+    test_rows: np.ndarray | None = None, note: str = "",
+) -> None:
+    """Raises DataError when the rows cannot be split as asked, before any splitting starts.
+
+    Stratification puts every class (every label) in every part of the split, so each needs at least as many
+    rows as there are parts: training, validation and test, or the folds and test with `folds` >= 2 (a
+    given test set's rows count for test only). Multi-class data also needs two classes, and each part at
+    least one row per class.
+    """
+    multilabel = labels.ndim == 2
+    kind = "label" if multilabel else "class"
+    if multilabel and not classes:
+        raise DataError("data.dataset: no labels; a multi-label dataset needs one label or more")
+    if not multilabel and len(classes) < 2:
+        raise DataError(f"data.dataset: one class only ({', '.join(classes)}); a classifier needs two or more, "
+                        "e.g. one folder of images per class")
+    development = labels if test_rows is None else np.delete(labels, test_rows, axis=0)
+    parts = ["training", "validation"] if folds < 2 else [f"{folds} folds"]
+    if test_rows is None:
+        parts.append("test")
+    needed = max(folds, 2) + (test_rows is None)
+    per_class = development.sum(axis=0) if multilabel else np.bincount(development, minlength=len(classes))
+    few = [f"{name} {int(count)}" for name, count in zip(classes, per_class) if count < needed]
+    if few:
+        where = "" if test_rows is None else " outside the given test set"
+        raise DataError(
+            f"data.dataset: too few rows{where}{note} for a stratified split into {' + '.join(parts)}, which "
+            f"needs {needed} of each {kind}: {', '.join(few)}; add images of each, or remove the {kind}"
+        )
+    if multilabel:
+        return
+    # Row counts as scikit-learn's train_test_split takes them (it rounds the held-out part up).
+    rest, val_share = len(development), val_fraction
+    if test_rows is None:
+        n_test = math.ceil(test_fraction * rest)
+        _part_holds_classes("data.test_fraction", test_fraction, n_test, len(classes), note)
+        rest -= n_test
+        val_share = val_fraction / (1 - test_fraction)
+    n_val = math.ceil(val_share * rest)
+    _part_holds_classes("data.val_fraction", val_fraction, n_val, len(classes), note)
+    if rest - n_val < len(classes):
+        raise DataError(f"data.dataset: {rest - n_val} training rows remain{note}, fewer than the {len(classes)} "
+                        "classes; lower data.val_fraction or data.test_fraction, or add images")
+
+
+def _part_holds_classes(field: str, fraction: float, rows: int, classes: int, note: str) -> None:
+    if rows < classes:
+        raise DataError(f"{field}: {fraction:.3g} gives {rows} rows{note}, fewer than the {classes} classes; a "
+                        "stratified split needs one row of each class in every part: raise it or add images")
 
 
 def _stratified_split(rows, labels, share, seed):
