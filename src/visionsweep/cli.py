@@ -106,16 +106,56 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_validate(args) -> int:
+    """The config, then the data as listed (no image decoded) against the task and the split, then this machine."""
+    from visionsweep import data
+    from visionsweep.task import Task
+
     config = load_config(args.config, args.set)
+    started = time.perf_counter()
+    listing = data.listing(config.data)
+    config.check_task(Task.of(listing.labels, listing.classes))
+    data.check_split(listing.labels, listing.classes, config.data.val_fraction, config.data.test_fraction,
+                     config.data.folds, listing.test_rows)
+    seconds = time.perf_counter() - started
     trials = (f"{sum(map(len, config.search.values.values()))} coordinate trials at most"
               if config.search.strategy == "coordinate" else f"{config.search.trials} trials")
     repeats = f" x {config.search.repeats} seeds" if config.search.repeats > 1 else ""
     print(f"{args.config}: ok ({trials}{repeats} of model {config.model} on {config.data.dataset})")
+    rows = f"{len(listing.files)} files" if listing.files else f"{len(listing.labels)} rows"
+    given = f", of which {len(listing.test_rows)} the given test set" if listing.test_rows is not None else ""
+    kind = f"multi-label, {len(listing.classes)} labels" if listing.multilabel else f"multi-class, {len(listing.classes)} classes"
+    how = "listed in {:.1f} s, not decoded" if listing.files else "loaded in {:.1f} s"
+    print(f"data ({listing.layout}): {rows}{given}; {kind}; {how.format(seconds)}")
+    print("  rows per " + ("label" if listing.multilabel else "class") + ": "
+          + ", ".join(f"{name} {count}" for name, count in listing.counts().items()))
+    for shortfall in local_shortfalls(config.resources):
+        print(f"warning: {shortfall}; a local `visionsweep run` would start no trial (fine for a cluster "
+              "that has them: visionsweep submit)", file=sys.stderr)
     return 0
+
+
+def local_shortfalls(resources) -> list[str]:
+    """What this machine lacks for one trial of `resources`: a local Ray would wait for it forever."""
+    import torch
+
+    shortfalls = []
+    cores = len(os.sched_getaffinity(0))
+    if resources.cpu > cores:
+        shortfalls.append(f"resources.cpu {resources.cpu:g} per trial, but this machine has {cores} CPU cores")
+    gpus = torch.cuda.device_count()
+    if resources.gpu > gpus:
+        shortfalls.append(f"resources.gpu {resources.gpu:g} per trial, but this machine has {gpus or 'no'} "
+                          f"GPU{'' if gpus == 1 else 's'} (torch.cuda.device_count() = {gpus})")
+    return shortfalls
 
 
 def cmd_run(args) -> int:
     config = load_config(args.config, args.set)  # fails here, before Ray starts
+    if not (args.address or os.environ.get("RAY_ADDRESS")):  # a new local Ray: it has this machine only
+        shortfalls = local_shortfalls(config.resources)
+        if shortfalls:
+            raise ConfigError("; ".join(shortfalls) + ": no trial could start here; lower them, or run on a "
+                              "cluster (visionsweep submit, or run --address)")
     from visionsweep.orchestrator import run_sweep
 
     uri = resolve_tracking_uri(args.tracking_uri, config)

@@ -111,6 +111,10 @@ class Distribution(_Section):
     def args(self):
         return getattr(self, self.kind)
 
+    def extremes(self) -> list:
+        """The values that show whether the range fits a parameter: every choice, or low and high."""
+        return list(self.categorical) if self.kind == "categorical" else list(self.args)
+
 
 KINDS = ("uniform", "loguniform", "int", "categorical")
 
@@ -295,13 +299,32 @@ class SweepConfig(_Section):
                     f"an augmentation ({', '.join(AUGMENT_PREFIX + k for k in AugmentConfig.model_fields)}) "
                     f"nor a parameter of model {self.model!r} ({models.allowed_text(self.model)})"
                 )
-        models.check_params(self.model, self.trial_settings({})[1])
+        try:
+            models.check_params(self.model, self.trial_settings({})[1])
+        except ValueError as err:
+            raise ValueError(f"model_params: {err}") from None
+        for name, distribution in self.space.items():
+            for value in distribution.extremes() if models.accepts(self.model, name) else ():
+                try:
+                    models.check_params(self.model, {name: value})
+                except ValueError as err:
+                    raise ValueError(f"space.{name}: {err}") from None
         from visionsweep import search_spaces
 
         search_spaces.check(self.space, self.fixed_values(), self.search.sampler)
         if self.search.strategy == "coordinate" and self.space:
             raise ValueError("space is not used with strategy coordinate: list the values in search.values")
         return self
+
+    def check_task(self, task) -> None:
+        """Raises ConfigError when search.metric or train.loss does not fit the data's task (a `Task`)."""
+        allowed = task.search_metrics()
+        if self.search.metric not in allowed:
+            raise ConfigError(f"search.metric {self.search.metric!r}: data.dataset {self.data.dataset} is {task.name}; "
+                              f"allowed: {', '.join(allowed)}")
+        if task.multilabel and self.train.loss == "cross_entropy":
+            raise ConfigError(f"train.loss cross_entropy: data.dataset {self.data.dataset} is multi-label; "
+                              "allowed: auto, bce, mse, focal, asymmetric")
 
     def fixed_values(self) -> dict[str, Any]:
         """Every parameter's value when not sampled: train settings, then the model's defaults and model_params."""
@@ -355,6 +378,8 @@ def parse_config(raw: dict, source: str = "config") -> SweepConfig:
 def _describe(error: dict) -> str:
     field = ".".join(str(part) for part in error["loc"]) or "(top level)"
     message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"] and error["type"] == "value_error":  # a check across sections names its own fields
+        return message
     if error["type"] == "extra_forbidden":
         owner = _model_at(error["loc"][:-1])
         allowed = ", ".join(owner.model_fields) if owner else "see the docs"
@@ -395,7 +420,10 @@ def _apply_override(raw: dict, override: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part!r} is not a section")
     # Values are typed by the schema: strings stay strings, the rest is read as YAML (0.1, true, [1, 2]).
-    node[parts[-1]] = text if _is_string_field(parts) else yaml.safe_load(text)
+    try:
+        node[parts[-1]] = text if _is_string_field(parts) else yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: the value is not valid YAML: {' '.join(str(err).split())}") from None
 
 
 def _is_string_field(parts: list[str]) -> bool:

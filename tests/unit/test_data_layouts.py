@@ -3,35 +3,15 @@ detected, and the clear refusal when a set cannot be read or split, before anyth
 
 import numpy as np
 import pytest
-from PIL import Image
-from sklearn.datasets import load_digits
 
 from visionsweep import data
 from visionsweep.config import DataConfig
 
-DIGITS = load_digits()
-
-
-def digit(path, row=0):
-    """Writes digit number `row` as a 24x24 gray image file (PNG or JPEG by the suffix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.round(DIGITS.images[row] * (255 / 16)).astype(np.uint8)
-    Image.fromarray(pixels).resize((24, 24)).save(path)
-    return path
+from image_sets import class_folders, csv_set, digit, photo_set
 
 
 def config(tmp_path, dataset, **settings):
     return DataConfig(dataset=str(dataset), image_size=8, cache_dir=str(tmp_path / "cache"), **settings)
-
-
-def photo_set(root, images=12, label_folder="annotations"):
-    """The 14-label photo set's layout: images/imN.jpg and <label_folder>/<label>.txt listing image numbers."""
-    for number in range(1, images + 1):
-        digit(root / "images" / f"im{number}.jpg", number)
-    (root / label_folder).mkdir(parents=True)
-    (root / label_folder / "clouds.txt").write_text("".join(f"{n}\n" for n in range(1, images + 1, 2)))
-    (root / label_folder / "sea.txt").write_text("".join(f"{n}\n" for n in range(1, images + 1, 3)))
-    return root
 
 
 def test_images_beside_an_annotations_folder_are_label_files_not_two_classes(tmp_path):
@@ -55,14 +35,6 @@ def test_data_labels_names_the_label_folder_among_several(tmp_path):
     assert data.listing(config(tmp_path, root, labels="annotations")).classes == ("clouds", "sea")
     with pytest.raises(data.DataError, match=r"data.labels 'tags': no such folder in .*photos"):
         data.listing(config(tmp_path, root, labels="tags"))
-
-
-def csv_set(root, header="image,labels"):
-    for number in range(6):
-        digit(root / "images" / f"d{number}.png", number)
-    table = root / "labels.csv"
-    table.write_text(header + "\n" + "".join(f"d{n}.png,{'odd' if n % 2 else 'even'}\n" for n in range(6)))
-    return table
 
 
 def test_csv_file_names_found_in_an_images_folder_beside_it(tmp_path):
@@ -92,13 +64,6 @@ def test_every_file_unreadable_is_said_so_not_skip_them(tmp_path):
     with pytest.raises(data.DataError, match=r"none of its 3 image files could be read; the first: .*1.png") as refused:
         data.load(config(tmp_path, tmp_path / "set"))
     assert "on_bad_image" not in str(refused.value)
-
-
-def class_folders(root, counts):
-    for index, (name, count) in enumerate(counts.items()):
-        for number in range(count):
-            digit(root / name / f"{number}.png", index + 10 * number)
-    return root
 
 
 def split(tmp_path, root, **settings):

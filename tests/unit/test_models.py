@@ -1,3 +1,6 @@
+import re
+
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -45,8 +48,23 @@ def test_unknown_model_and_parameter_name_what_is_allowed():
         models.create("cnn", num_classes=2, in_channels=1, image_size=8, depth=3)
     with pytest.raises(ValueError, match="has no parameter conv1.colour"):
         models.create("cnn", num_classes=2, in_channels=1, image_size=8, **{"conv1.colour": 3})
-    with pytest.raises(ValueError, match="cnn: conv2.pool 'median'; allowed: max, avg, none"):
+    with pytest.raises(ValueError, match="model 'cnn': conv2.pool = 'median': Input should be 'max', 'avg' or 'none'"):
         models.create("cnn", num_classes=2, in_channels=1, image_size=8, **{"conv2.pool": "median"})
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_every_models_defaults_fit_its_declared_parameter_types(name):
+    models.check_params(name, models.parameters(name))
+
+
+def test_values_outside_a_declared_type_or_range_are_refused_before_building():
+    for params, problem in [({"kernel_size": "abc"}, "kernel_size = 'abc': Input should be a valid integer"),
+                            ({"kernel_size": -3}, "kernel_size = -3: Input should be greater than 0"),
+                            ({"channels": 0}, "channels = 0: Input should be greater than 0"),
+                            ({"dense2.dropout": 2.0}, "dense2.dropout = 2.0: Input should be less than 1")]:
+        with pytest.raises(ValueError, match=re.escape(f"model 'cnn': {problem}")):
+            models.create("cnn", num_classes=2, in_channels=1, image_size=8, **params)
+    models.check_params("cnn", {"kernel_size": np.int64(5), "channel_growth": 1, "conv1.batchnorm": False})
 
 
 def test_cnn_too_many_pooled_blocks_for_the_image_is_a_clear_error():
@@ -75,7 +93,7 @@ def test_backbone_freeze_modes_and_hidden_head():
     assert trainable(build(freeze="all_but_last_n", unfreeze_last_n=2)) == {"layer3", "layer4"}
     frozen.train()
     assert not frozen.extractors[0].net.training and frozen.head.training  # frozen batchnorm keeps its statistics
-    with pytest.raises(ValueError, match="freeze 'some'; allowed: none, backbone, all_but_last_n"):
+    with pytest.raises(ValueError, match="freeze = 'some': Input should be 'none', 'backbone' or 'all_but_last_n'"):
         build(freeze="some")
 
 

@@ -1,5 +1,8 @@
-"""Pieces several models share: activations by name, weight initialisation, the dense head."""
+"""Pieces several models share: activations by name, weight initialisation, the dense head, parameter types."""
 
+from typing import Annotated, Literal
+
+from pydantic import Field
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
@@ -9,6 +12,11 @@ INITS = {
     "xavier": nn.init.xavier_uniform_,
     "orthogonal": nn.init.orthogonal_,
 }
+
+# Parameter types builders declare, so a wrong value is refused before a model is built (models/_values.py).
+Activation = Literal[tuple(ACTIVATIONS)]
+Init = Literal[tuple(INITS)]
+Dropout = Annotated[float, Field(ge=0, lt=1)]  # probability of zeroing an input
 
 
 def choose(model: str, field: str, value, allowed):

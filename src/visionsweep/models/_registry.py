@@ -5,6 +5,8 @@ from typing import Any, Callable
 
 from torch import nn
 
+from visionsweep.models._values import value_problem
+
 # A builder takes the data's shape as keywords, then its own parameters with defaults:
 #   def cnn(*, num_classes, in_channels, image_size, multilabel, channels=32, ..., layers=None) -> nn.Module
 # A builder registered with `layers={"conv": (...)}` also accepts per-layer values such as `conv2.kernel_size`
@@ -60,13 +62,18 @@ def allowed_text(name: str) -> str:
 
 
 def check_params(name: str, params: dict[str, Any]) -> None:
-    """Raises ValueError for a parameter the model lacks, or a `pretrained` file that is not there."""
+    """Raises ValueError for a parameter the model lacks, a value its type or range refuses (per-layer keys
+    take the type of the model-wide parameter of their name), or a `pretrained` file that is not there."""
     if name not in _BUILDERS:
         raise ValueError(f"model {name!r} is not registered; allowed: {', '.join(names())}")
     unknown = sorted(p for p in params if not accepts(name, p))
     if unknown:
         raise ValueError(f"model {name!r} has no parameter {', '.join(unknown)}; allowed: {allowed_text(name)}")
     for key, value in params.items():
+        match = LAYER_KEY.match(key)
+        problem = value_problem(_BUILDERS[name], match["field"] if match else key, value)
+        if problem:
+            raise ValueError(f"model {name!r}: {key} = {value!r}: {problem}")
         if is_pretrained_path(key):
             check_weights_file(name, value)
 

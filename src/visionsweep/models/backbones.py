@@ -8,13 +8,15 @@ first-layer filters apply; `resize_to` upsamples small images (ImageNet weights 
 """
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torchvision
+from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 from torch.nn import functional as F
 
-from visionsweep.models._layers import choose
+from visionsweep.models._layers import Dropout, choose
 from visionsweep.models._registry import check_weights_file, register
 
 BACKBONES = {
@@ -130,11 +132,11 @@ def _register_backbone(name: str) -> None:
         image_size: int,
         multilabel: bool,
         pretrained: str | None = None,  # path of a local state dict; nothing is ever downloaded
-        freeze: str = "none",  # none | backbone | all_but_last_n
-        unfreeze_last_n: int = 1,  # with all_but_last_n: the last blocks that train
-        head_units: int = 0,  # a hidden head layer of this many units (ReLU, dropout); 0: linear head only
-        head_dropout: float = 0.0,  # before the head's output layer
-        resize_to: int | None = None,  # px; upsample images to this size first (None: keep the size)
+        freeze: Literal[FREEZE] = "none",  # none | backbone | all_but_last_n
+        unfreeze_last_n: NonNegativeInt = 1,  # with all_but_last_n: the last blocks that train
+        head_units: NonNegativeInt = 0,  # a hidden head layer of this many units (ReLU, dropout); 0: linear head only
+        head_dropout: Dropout = 0.0,  # before the head's output layer
+        resize_to: PositiveInt | None = None,  # px; upsample images to this size first (None: keep the size)
     ) -> nn.Module:
         extractor = Features(name, in_channels, image_size, resize_to, pretrained)
         head = make_head(extractor.dim, num_classes, head_units, head_dropout)
@@ -155,13 +157,13 @@ def feature_concat(
     in_channels: int,
     image_size: int,
     multilabel: bool,
-    first: str = "resnet18",  # a backbone name (see BACKBONES)
-    second: str = "mobilenet_v3_small",  # a backbone name
+    first: Literal[tuple(BACKBONES)] = "resnet18",  # a backbone name (see BACKBONES)
+    second: Literal[tuple(BACKBONES)] = "mobilenet_v3_small",  # a backbone name
     first_pretrained: str | None = None,  # local state dict paths; nothing is ever downloaded
     second_pretrained: str | None = None,
-    freeze: str = "backbone",  # none | backbone (both backbones)
-    head_dropout: float = 0.0,  # before the linear head
-    resize_to: int | None = None,  # px; upsample images to this size first
+    freeze: Literal["none", "backbone"] = "backbone",  # both backbones
+    head_dropout: Dropout = 0.0,  # before the linear head
+    resize_to: PositiveInt | None = None,  # px; upsample images to this size first
 ) -> nn.Module:
     """Penultimate features of two backbones concatenated, with a trained linear head on top."""
     extractors = [

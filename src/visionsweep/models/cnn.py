@@ -5,10 +5,13 @@ Model-wide values (`kernel_size: 3`) apply to every layer; per-layer keys (`conv
 `conv{i}.kernel_size: {categorical: [3, 5], repeat: n_conv}`.
 """
 
+from typing import Literal
+
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
+from visionsweep.models._layers import Activation, Dropout, Init, choose, dense_head, initialise
 from visionsweep.models._layers import activation as make_activation
-from visionsweep.models._layers import choose, dense_head, initialise
 from visionsweep.models._registry import register
 
 POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d, "none": None}
@@ -23,18 +26,18 @@ def cnn(
     in_channels: int,
     image_size: int,
     multilabel: bool,
-    n_conv: int = 2,  # conv blocks
-    channels: int = 32,  # output channels of the first block
-    channel_growth: float = 2.0,  # each block has this many times the channels of the previous
-    kernel_size: int = 3,  # pixels; padding keeps the size (before stride)
-    stride: int = 1,  # of each conv
+    n_conv: PositiveInt = 2,  # conv blocks
+    channels: PositiveInt = 32,  # output channels of the first block
+    channel_growth: PositiveFloat = 2.0,  # each block has this many times the channels of the previous
+    kernel_size: PositiveInt = 3,  # pixels; padding keeps the size (before stride)
+    stride: PositiveInt = 1,  # of each conv
     batchnorm: bool = True,
-    pool: str = "max",  # after each block: max | avg | none (max and avg halve the image)
-    activation: str = "relu",  # relu | gelu | elu | leaky_relu | silu
-    n_dense: int = 1,  # hidden dense layers
-    dense: int = 64,  # units of each hidden dense layer; 0 for none
-    dropout: float = 0.25,  # before each dense layer
-    init: str = "default",  # default | kaiming | xavier | orthogonal
+    pool: Literal["max", "avg", "none"] = "max",  # after each block (max and avg halve the image)
+    activation: Activation = "relu",  # relu | gelu | elu | leaky_relu | silu
+    n_dense: NonNegativeInt = 1,  # hidden dense layers
+    dense: NonNegativeInt = 64,  # units of each hidden dense layer; 0 for none
+    dropout: Dropout = 0.25,  # before each dense layer
+    init: Init = "default",  # default | kaiming | xavier | orthogonal
     layers: dict | None = None,  # per-layer overrides, from keys like conv2.pool (see the module docstring)
 ) -> nn.Module:
     per_layer = layers or {}

@@ -1,8 +1,9 @@
 """A multilayer perceptron on the flattened image: the baseline every CNN should beat."""
 
+from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 
-from visionsweep.models._layers import dense_head, initialise
+from visionsweep.models._layers import Activation, Dropout, Init, dense_head, initialise
 from visionsweep.models._registry import register
 
 
@@ -13,11 +14,11 @@ def mlp(
     in_channels: int,
     image_size: int,
     multilabel: bool,
-    n_dense: int = 2,  # hidden layers
-    dense: int = 256,  # units of each hidden layer
-    dropout: float = 0.2,  # before each layer
-    activation: str = "relu",  # relu | gelu | elu | leaky_relu | silu
-    init: str = "default",  # default | kaiming | xavier | orthogonal
+    n_dense: NonNegativeInt = 2,  # hidden layers
+    dense: PositiveInt = 256,  # units of each hidden layer
+    dropout: Dropout = 0.2,  # before each layer
+    activation: Activation = "relu",  # relu | gelu | elu | leaky_relu | silu
+    init: Init = "default",  # default | kaiming | xavier | orthogonal
     layers: dict | None = None,  # per-layer overrides: dense{i}.units, dense{i}.dropout
 ) -> nn.Module:
     per_layer = (layers or {}).get("dense", {})

@@ -7,11 +7,13 @@ Between stages a 2x2 max-pool halves the image; the head is global average pooli
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from pydantic import PositiveInt
 from torch import nn
 
-from visionsweep.models._layers import choose, initialise
+from visionsweep.models._layers import Dropout, choose, initialise
 from visionsweep.models._registry import register
 
 KINDS = ("resnet", "inception")
@@ -82,12 +84,12 @@ def resnet_inception(
     in_channels: int,
     image_size: int,
     multilabel: bool,
-    block: str = "resnet",  # resnet | inception | mixed (resnet and inception stages alternate)
-    n_stages: int = 3,  # each after the first halves the image
-    blocks_per_stage: int = 2,
-    width: int = 32,  # channels of the first stage; doubled by each later stage
-    shortcut: str = "auto",  # auto | projection | none (a plain network)
-    dropout: float = 0.0,  # before the output layer
+    block: Literal["resnet", "inception", "mixed"] = "resnet",  # mixed: resnet and inception stages alternate
+    n_stages: PositiveInt = 3,  # each after the first halves the image
+    blocks_per_stage: PositiveInt = 2,
+    width: PositiveInt = 32,  # channels of the first stage; doubled by each later stage
+    shortcut: Literal[SHORTCUTS] = "auto",  # auto | projection | none (a plain network)
+    dropout: Dropout = 0.0,  # before the output layer
     stages: list | None = None,  # the full list of Stage (or dicts of its fields); overrides the four above
 ) -> nn.Module:
     choose("resnet_inception", "block", block, (*KINDS, "mixed"))

@@ -1,9 +1,10 @@
 """VGG-style: blocks of 3x3 convs at one width, each block ending in a 2x2 max-pool, then a small dense head."""
 
+from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 
+from visionsweep.models._layers import Activation, Dropout, Init, dense_head, initialise
 from visionsweep.models._layers import activation as make_activation
-from visionsweep.models._layers import dense_head, initialise
 from visionsweep.models._registry import register
 
 
@@ -14,15 +15,15 @@ def vgg(
     in_channels: int,
     image_size: int,
     multilabel: bool,
-    blocks: int = 3,  # each halves the image
-    convs_per_block: int = 2,
-    width: int = 32,  # channels of the first block; doubled by every later block
-    max_width: int = 256,  # channels never exceed this
+    blocks: PositiveInt = 3,  # each halves the image
+    convs_per_block: PositiveInt = 2,
+    width: PositiveInt = 32,  # channels of the first block; doubled by every later block
+    max_width: PositiveInt = 256,  # channels never exceed this
     batchnorm: bool = True,
-    activation: str = "relu",  # relu | gelu | elu | leaky_relu | silu
-    dense: int = 128,  # units of the hidden dense layer; 0 for none
-    dropout: float = 0.3,  # before each dense layer
-    init: str = "kaiming",  # default | kaiming | xavier | orthogonal
+    activation: Activation = "relu",  # relu | gelu | elu | leaky_relu | silu
+    dense: NonNegativeInt = 128,  # units of the hidden dense layer; 0 for none
+    dropout: Dropout = 0.3,  # before each dense layer
+    init: Init = "kaiming",  # default | kaiming | xavier | orthogonal
 ) -> nn.Module:
     if image_size >> blocks < 1:
         raise ValueError(f"vgg: {blocks} blocks halve a {image_size}px image below one pixel; use at most "

@@ -9,7 +9,7 @@ from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from visionsweep import data, tracking
-from visionsweep.config import ConfigError, SweepConfig
+from visionsweep.config import SweepConfig
 from visionsweep.orchestrator._searcher import CoordinateSearch, OptunaSearchWithPruning, TellStoppedTrials, make_sampler
 from visionsweep.orchestrator._state import SweepState, close_abandoned_trials
 from visionsweep.orchestrator.progress import SweepProgress
@@ -65,10 +65,7 @@ def run_sweep(
     split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
                             config.data.folds)
     trial_data = TrialData.of(dataset, split)
-    allowed = trial_data.task.search_metrics()
-    if config.search.metric not in allowed:  # known only now that the data says whether it is multi-label
-        raise ConfigError(f"search.metric {config.search.metric!r}: {config.data.dataset} is "
-                          f"{trial_data.task.name}; allowed: {', '.join(allowed)}")
+    config.check_task(trial_data.task)  # known only now that the data says whether it is multi-label
     client, experiment_id = tracking.connect(tracking_uri, config.name)
     writer = tracking.BufferedClient(client, config.tracking.batch_seconds)
     sweep_run_id = tracking.start_sweep(writer, experiment_id, config, dataset, split)
