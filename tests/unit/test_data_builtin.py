@@ -83,7 +83,7 @@ def test_search_metric_must_suit_the_data_before_anything_starts(tmp_path):
     from visionsweep.orchestrator import run_sweep
 
     config = parse_config({"name": "x", "data": {"dataset": "digits_mosaic", "mosaic_images": 100}})
-    with pytest.raises(ConfigError, match=r"search.metric 'val_accuracy': digits_mosaic is multi-label; allowed: .*val_micro_f1"):
+    with pytest.raises(ConfigError, match=r"search.metric 'val_accuracy': data.dataset digits_mosaic is multi-label; allowed: .*val_micro_f1"):
         run_sweep(config, f"sqlite:///{tmp_path}/mlflow.db")
     assert not (tmp_path / "mlflow.db").exists()
 
