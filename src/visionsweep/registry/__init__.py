@@ -13,7 +13,7 @@ from visionsweep.registry._promote import (
     promote,
     trial_candidate,
 )
-from visionsweep.registry._pyfunc import ImageClassifier, load_image
+from visionsweep.registry._pyfunc import ImageClassifier, load_image, load_trial_model
 
 __all__ = [
     "Candidate",
@@ -24,6 +24,7 @@ __all__ = [
     "image_files",
     "load_model",
     "load_image",
+    "load_trial_model",
     "predict_files",
     "promote",
     "trial_candidate",

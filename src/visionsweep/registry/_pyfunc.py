@@ -50,15 +50,35 @@ class Member:
         self.mean = torch.tensor(spec["normalization"]["mean"])[:, None, None]
         self.std = torch.tensor(spec["normalization"]["std"])[:, None, None]
 
+    def inputs(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (N, H, W, C) -> the model's input (N, C, H, W), normalised as in training."""
+        x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255)
+        return (x - self.mean) / self.std
+
     @torch.no_grad()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) -> float32 (N, classes), normalised as in training."""
-        x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255)
-        logits = self.model((x - self.mean) / self.std)
+        logits = self.model(self.inputs(images))
         probs = (torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)).numpy()
         if self.centre is not None:
             probs = centre_on_thresholds(probs[None], [{"thresholds": np.asarray(self.centre)}])[0]
         return probs
+
+
+def load_trial_model(client, run_id: str) -> Member:
+    """A trial run's logged model (`trained_model/`: its best validation epoch's weights, loaded with
+    weights_only=True) with its normalisation: `.model`, `.inputs(images)`, `.probabilities(images)`."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            downloaded = client.download_artifacts(run_id, TRIAL_MODEL_FOLDER, folder)
+        except (MlflowException, OSError):
+            raise LookupError(f"run {run_id} has no logged model ({TRIAL_MODEL_FOLDER}/): is it a trial that "
+                              "stored predictions?") from None
+        return Member(Path(downloaded))
 
 
 class ImageClassifier:

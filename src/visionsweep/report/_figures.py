@@ -194,3 +194,20 @@ def _names(label, probs, classes, threshold=0.5) -> tuple[str, str]:
         return textwrap.shorten(", ".join(c for c, on in zip(classes, mask) if on) or "none", 40)
 
     return listed(label.astype(bool)), listed(probs >= threshold)
+
+
+def activation_maps(images: np.ndarray, heat: np.ndarray, titles: list[str], correct: list[bool],
+                    columns: int = 6) -> Figure:
+    """Each test image with its class activation map over it (red: where the class's evidence is)."""
+    columns = min(columns, len(images))
+    lines = -(-len(images) // columns)
+    figure = Figure(figsize=(1.9 * columns, 2.2 * lines))
+    axes = np.ravel(figure.subplots(lines, columns, squeeze=False))
+    for ax in axes:
+        ax.axis("off")
+    for ax, image, hot, title, right in zip(axes, images, heat, titles, correct):
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image[..., :3], cmap="gray", interpolation="nearest")
+        ax.imshow(hot, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
+        ax.set_title(textwrap.shorten(title, 34), fontsize=7, color="tab:green" if right else "tab:red")
+    figure.tight_layout()
+    return figure
