@@ -1,4 +1,4 @@
-"""`visionsweep` command line: validate, run, submit, resume, ensemble, promote, predict, report, ui, models, spaces, datasets."""
+"""`visionsweep` command line: validate, run, submit, resume, ensemble, promote, predict, report, explain, ui, models, spaces, datasets."""
 
 import argparse
 import os
@@ -80,7 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--sweep", help="the sweep's parent run id (default: the latest sweep of --experiment)")
     report.add_argument("--experiment", help="the sweep's MLflow experiment (its `name`)")
     report.add_argument("--output", help="where to write the page (default: report-RUNID.html here)")
+    report.add_argument("--cam-run", help="the trial run whose class activation maps the page shows (default: the "
+                                          "final ensemble's best member, or the best trial)")
+    report.add_argument("--cam-layer", help="the model layer for those maps (default: found by inspection)")
     with_tracking(report)
+    explain = commands.add_parser("explain", help="class activation maps (Grad-CAM) of a trial's model on its test images")
+    explain.add_argument("--run", required=True, help="the trial's MLflow run id")
+    explain.add_argument("--layer", help="the layer, as named in model.named_modules() (default: the last one with "
+                                         "a feature map larger than 1x1)")
+    explain.add_argument("--output", help="also write the PNGs into this folder (default: explain-RUNID)")
+    with_tracking(explain)
 
     ui = commands.add_parser("ui", help="serve the MLflow UI on 127.0.0.1")
     with_tracking(ui)
@@ -274,9 +283,21 @@ def cmd_report(args) -> int:
     started = time.perf_counter()
     client = tracking.TimedClient(resolve_tracking_uri(args.tracking_uri))
     sweep = args.sweep or tracking.latest_sweep(client, args.experiment)
-    path = write_report(client, sweep, args.output)
+    path = write_report(client, sweep, args.output, args.cam_run, args.cam_layer)
     print(f"report of sweep {sweep} in {time.perf_counter() - started:.1f} s, also logged to that run as {REPORT_ARTIFACT}:")
     print(path)
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from visionsweep import tracking
+    from visionsweep.report import CAM_FOLDER, explain_run
+
+    client = tracking.TimedClient(resolve_tracking_uri(args.tracking_uri))
+    output = args.output or f"explain-{args.run[:8]}"
+    explanation, logged = explain_run(client, args.run, args.layer, output)
+    print(f"Grad-CAM at layer {explanation.layer}: {len(logged)} images in {output}/, also logged to run "
+          f"{args.run} under {CAM_FOLDER}/")
     return 0
 
 
@@ -346,6 +367,7 @@ COMMANDS = {
     "promote": cmd_promote,
     "predict": cmd_predict,
     "report": cmd_report,
+    "explain": cmd_explain,
     "ui": cmd_ui,
     "models": cmd_models,
     "spaces": cmd_spaces,

@@ -111,23 +111,28 @@ def test_multiclass_page_has_every_section_inline():
     headings = re.findall(r"<h2>(.*?)</h2>", page)
     assert headings == ["Sweep", "Best trials", "Learning curves", "ASHA rung survival", "Parameter importances",
                         "Parallel coordinates", "Slice plots", "Ensemble score against k", "Confusion matrix",
-                        "Error montage"]
-    assert len(images(page)) == 8  # every section but the two tables
+                        "Error montage", "Class activation maps"]
+    assert len(images(page)) == 8  # every section but the two tables and the maps (no model here)
     assert "demo &lt;x&gt;" in page and "<x>" not in page  # names are escaped
-    assert "channels=8, lr=0.1</td>" in page and "Over the 4 trials that ran every epoch" in page
+    assert "channels=8, lr=0.1</td>" in page
+    # pruned trials count: all 7 reached the first rung (epoch 1), none the second
+    assert page.count("Score: val_accuracy at epoch 1 (an ASHA rung), the highest epoch all of them reached, over "
+                      "the 7 trials that reached it, pruned ones included.") == 3
 
 
 def test_multilabel_page_has_wrong_labels_table_and_f1_bars():
     page = render(make_facts(True, make_study(4, 0), ENSEMBLE))
     headings = re.findall(r"<h2>(.*?)</h2>", page)
-    assert headings[-3:] == ["Wrong labels per class", "Per-class F1", "Error montage"]
+    assert headings[-6:] == ["Wrong labels per class", "Labels confused", "Rarest labels", "Per-class F1",
+                             "Error montage", "Class activation maps"]
     assert "Confusion matrix" not in headings
-    assert "<th>missed</th><th>wrongly given</th>" in page
+    assert "<th>missed</th><th>wrongly given</th><th>precision</th><th>recall</th>" in page
+    assert "<th>missed</th><th>given instead</th><th>images</th>" in page
 
 
 def test_page_says_what_it_cannot_show():
-    page = render(make_facts(False, make_study(1, 5), None))
-    assert page.count("not drawn: needs at least two trials that ran every epoch; the study has 1") == 3
+    page = render(make_facts(False, make_study(1, 0), None))
+    assert page.count("not drawn: needs at least two trials that reached epoch 1; the study has 1") == 3
     assert "no ensemble run yet: visionsweep ensemble --experiment demo &lt;x&gt;" in page
     assert "no Optuna study stored" in render(make_facts(False, None, None))
 
@@ -153,3 +158,50 @@ def test_never_predicted_and_stored_thresholds():
     assert metrics.never_predicted(probs, ["a", "b", "c"]) == ["b", "c"]  # multi-class: nobody's argmax
     assert metrics.decision_thresholds({"thresholds": np.array([0.1, 0.2])}, 2).tolist() == pytest.approx([0.1, 0.2])
     assert metrics.decision_thresholds({}, 3).tolist() == [0.5, 0.5, 0.5]
+
+
+def test_rung_study_values_every_trial_at_the_highest_epoch_all_reached():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for number, epochs in enumerate([4, 4, 2, 2, 1]):  # two complete, two pruned at 2, one pruned at 1
+        trial = study.ask({"lr": optuna.distributions.FloatDistribution(0.001, 1.0, log=True)})
+        for epoch in range(1, epochs + 1):
+            trial.report(number + epoch / 10, epoch)
+        study.tell(trial, number + epochs / 10 if epochs == 4 else None,
+                   state=None if epochs == 4 else optuna.trial.TrialState.PRUNED)
+    derived, epoch = _figures.rung_study(study, [1, 2, 4], 4)
+    assert epoch == 1 and [t.value for t in derived.trials] == [0.1, 1.1, 2.1, 3.1, 4.1]
+    without_the_first_rung_leaver, epoch = _figures.rung_study(study, [2, 4], 4)
+    assert epoch == 2 and len(without_the_first_rung_leaver.trials) == 4  # the trial that stopped at 1 never got to 2
+    fifo, epoch = _figures.rung_study(study, [], 4)
+    assert epoch == 4 and [t.value for t in fifo.trials] == [0.4, 1.4]
+
+
+def test_degenerate_optuna_plots_warn_on_the_page_not_the_terminal(recwarn):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+
+    def objective(trial):
+        trial.suggest_float("lr", 0.1, 0.1)  # one value: matplotlib warns of identical axis limits
+        value = trial.suggest_float("dropout", 0.0, 0.5)
+        trial.report(value, 1)
+        return value
+
+    study.optimize(objective, n_trials=4)
+    _, warned = _figures.optuna_plot("slice", study)
+    assert any("identical low and high xlims" in w for w in warned)
+    assert not [w for w in recwarn if "lims" in str(w.message)]
+    facts = make_facts(False, study, None)
+    facts.config = parse_config({"name": "demo", "scheduler": {"kind": "fifo", "max_epochs": 1}})
+    assert "degenerate plot: Attempting to set identical low and high" in render(facts)
+
+
+def test_confused_pairs_and_rarest_labels():
+    labels = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    probs = np.array([[0.1, 0.9, 0.0], [0.2, 0.8, 0.7], [0.0, 0.9, 0.0], [0.0, 0.0, 0.9]])
+    pairs = _figures.confused_pairs(labels, probs, ["a", "b", "c"])
+    assert pairs == [{"missed": "a", "given instead": "b", "images": 2}, {"missed": "a", "given instead": "c", "images": 1}]
+    rows = _figures.per_class_errors(labels, probs, ["a", "b", "c"])
+    rare = _figures.rarest_labels(rows, 2)
+    assert [r["class"] for r in rare] == ["b", "c"]
+    assert rare[0]["precision"] == "0.333" and rare[0]["recall"] == "1.000"

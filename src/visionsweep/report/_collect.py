@@ -47,6 +47,8 @@ class SweepFacts:
     test_images: np.ndarray | None  # uint8 (N, H, W, C), rows aligned with test_labels
     best_thresholds: np.ndarray | None = None  # multi-label: the thresholds the best trial decides with (its own)
     notes: list[str] = field(default_factory=list)  # what could not be shown, and why
+    explanation: object | None = None  # _explain.Explanation: Grad-CAM of the explained trial
+    explained_why: str = ""  # which trial was explained, and why that one
 
     @property
     def multilabel(self) -> bool:
@@ -66,7 +68,9 @@ def asha_rungs(scheduler: SchedulerConfig) -> list[float]:
     return [grace * factor**k for k in range(count)]
 
 
-def collect(client, sweep_run_id: str) -> SweepFacts:
+def collect(client, sweep_run_id: str, cam_run: str | None = None, cam_layer: str | None = None) -> SweepFacts:
+    """Everything the page shows. `cam_run`: the trial whose model Grad-CAM explains (default: the final
+    ensemble's best member, or the best trial); `cam_layer`: its layer (default: found by inspection)."""
     sweep = client.get_run(sweep_run_id)
     if sweep.data.tags.get(tracking.TAG_KIND) != "sweep":
         raise LookupError(f"MLflow run {sweep_run_id} is not a visionsweep sweep run (no {tracking.TAG_KIND}=sweep tag)")
@@ -114,9 +118,45 @@ def collect(client, sweep_run_id: str) -> SweepFacts:
         if facts.multilabel:
             facts.best_thresholds = metrics.decision_thresholds(stored, len(facts.classes))
         facts.test_images = _test_images(config, split["test"], sweep.data.tags.get("visionsweep.data_fingerprint"), facts.notes)
+        if facts.test_images is not None:
+            _explain_trial(client, facts, cam_run, cam_layer)
     else:
         facts.notes.append("No trial stored predictions: no confusion matrix, per-class scores or error montage.")
     return facts
+
+
+def sweep_test_data(client, sweep_run_id: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(test images, test labels, classes) of a sweep, as it trained on them; LookupError when the data changed."""
+    sweep = client.get_run(sweep_run_id)
+    config = parse_config(yaml.safe_load(_read_text(client, sweep_run_id, "config.yaml")), source="config.yaml")
+    split = tracking.load_artifact_npz(client, sweep_run_id, SPLIT_ARTIFACT)
+    notes = []
+    images = _test_images(config, split["test"], sweep.data.tags.get("visionsweep.data_fingerprint"), notes)
+    if images is None:
+        raise LookupError(notes[0])
+    return images, split["test_labels"], [str(c) for c in split["classes"]]
+
+
+def _explain_trial(client, facts: SweepFacts, run_id: str | None, layer: str | None) -> None:
+    from visionsweep.report._explain import explain
+
+    by_run = {t.run_id: t for t in facts.trials}
+    members = [by_run[m["run_id"]] for m in (facts.ensemble or {}).get("final", {}).get("members", [])
+               if m["run_id"] in by_run and by_run[m["run_id"]].best is not None]
+    if run_id:
+        why = "the trial chosen"
+    elif members:
+        best = (max if facts.mode == "max" else min)(members, key=lambda t: t.best)
+        run_id, why = best.run_id, "the final ensemble's best member by validation score"
+    else:
+        run_id, why = facts.best_trial.run_id, "the best trial by validation score"
+    try:
+        facts.explanation = explain(client, run_id, facts.test_images, facts.test_labels, facts.classes, layer)
+    except (LookupError, OSError, RuntimeError, ValueError) as err:
+        facts.notes.append(f"No class activation maps for run {run_id}: {err}")
+        return
+    name = by_run[run_id].name if run_id in by_run else run_id
+    facts.explained_why = f"trial {name} (run {run_id}), {why}"
 
 
 def _test_images(config: SweepConfig, test_rows: np.ndarray, fingerprint: str | None, notes: list[str]):

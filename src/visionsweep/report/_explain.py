@@ -9,6 +9,7 @@ import numpy as np
 from visionsweep import registry, tracking
 from visionsweep.report import _figures
 from visionsweep.report._cam import Example, grad_cam, pick_examples, target_layer
+from visionsweep.tracking._store import TAG_PARENT
 from visionsweep.trainables import PREDICTIONS_FILE
 
 CAM_FOLDER = "gradcam"  # in the trial run's artifacts: one PNG per class (label)
@@ -66,3 +67,21 @@ def log_explanation(client, explanation: Explanation, classes: list[str]) -> lis
 
 def _file_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "class"
+
+
+def explain_run(client, run_id: str, layer: str | None = None, output: Path | None = None) -> tuple[Explanation, list]:
+    """`visionsweep explain --run ID`: Grad-CAM of a trial run over its sweep's test images, logged to the run
+    (gradcam/<class>.png) and, with `output`, written there too. Returns the explanation and the artifact paths."""
+    from visionsweep.report._collect import sweep_test_data
+
+    try:
+        run = client.get_run(run_id)
+    except Exception as err:  # noqa: BLE001 - MLflow raises its own exception types for an unknown id
+        raise LookupError(f"run {run_id}: {getattr(err, 'message', err)}") from None
+    if run.data.tags.get(tracking.TAG_KIND) != "trial":
+        raise LookupError(f"run {run_id} is not a visionsweep trial run")
+    images, labels, classes = sweep_test_data(client, run.data.tags[TAG_PARENT])
+    explanation = explain(client, run_id, images, labels, classes, layer)
+    if output is not None:
+        write_explanation(explanation, classes, Path(output))
+    return explanation, log_explanation(client, explanation, classes)

@@ -67,25 +67,49 @@ def rung_survival(stages: list[tuple[str, int]]) -> Figure:
     return figure
 
 
-def optuna_plot(name: str, study: optuna.Study) -> Figure:
+def rung_study(study: optuna.Study, rungs: list[float], max_epochs: int) -> tuple[optuna.Study, int]:
+    """Every trial that reached the first decision point (an ASHA rung, or the last epoch), each valued at the
+    highest such epoch they all reached, as a new in-memory study for Optuna's plots: pruned trials count too.
+
+    Returns (study, that epoch); raises ValueError when fewer than two trials reached it.
+    """
+    milestones = sorted({int(r) for r in rungs if r < max_epochs} | {max_epochs})
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    trials = [t for t in study.get_trials(deepcopy=False, states=states) if t.intermediate_values]
+    reached = [t for t in trials if max(t.intermediate_values) >= milestones[0]]
+    if len(reached) < 2:
+        raise ValueError(f"needs at least two trials that reached epoch {milestones[0]}; the study has {len(reached)}")
+    shared = max(m for m in milestones if all(max(t.intermediate_values) >= m for t in reached))
+    derived = optuna.create_study(directions=study.directions)
+    derived.add_trials([
+        optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=t.intermediate_values[shared])
+        for t in reached if shared in t.intermediate_values
+    ])
+    return derived, shared
+
+
+def optuna_plot(name: str, study: optuna.Study) -> tuple[Figure, list[str]]:
     """One of optuna.visualization.matplotlib's plots (`param_importances`, `parallel_coordinate`, `slice`).
 
-    Raises ValueError when the study cannot support it (e.g. fewer than two complete trials).
+    Returns the figure and what its drawing warned of (matplotlib's axis warnings when a parameter took a single
+    value, say): caught here, for the page to note, never printed. Raises ValueError when the study cannot
+    support it (fewer than two complete trials).
     """
     import matplotlib.pyplot as plt  # optuna draws through pyplot
 
     complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
     if len(complete) < 2:
-        raise ValueError(f"needs at least two trials that ran every epoch; the study has {len(complete)}")
+        raise ValueError(f"needs at least two trials with a score; the study has {len(complete)}")
     # rc_context: optuna switches pyplot to its own style; the report's other figures keep theirs.
-    with warnings.catch_warnings(), matplotlib.rc_context():
+    with warnings.catch_warnings(record=True) as caught, matplotlib.rc_context():
+        warnings.simplefilter("always")
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         axes = np.ravel(getattr(optuna.visualization.matplotlib, f"plot_{name}")(study))
     figure = axes[0].figure
     if len(axes) > 1:  # one panel per parameter (slice): give each room for its tick labels
         figure.set_size_inches(2.6 * len(axes) + 1.5, 3.8)
     plt.close(figure)  # drop pyplot's reference; the Figure itself still renders
-    return figure
+    return figure, list(dict.fromkeys(str(w.message) for w in caught))
 
 
 def ensemble_scores(table: dict) -> Figure:
@@ -138,6 +162,44 @@ def per_class_errors(labels: np.ndarray, probs: np.ndarray, classes: list[str], 
         }
         for c, name in enumerate(classes)
     ]
+
+
+def confused_pairs(labels: np.ndarray, probs: np.ndarray, classes: list[str], threshold=0.5,
+                   top: int = 10) -> list[dict]:
+    """Multi-label: the label pairs most often confused - in one image, the first label missed while the
+    second is wrongly given - most frequent first."""
+    truth, predicted = labels.astype(bool), probs >= threshold
+    missed, wrongly = (truth & ~predicted).astype(int), (~truth & predicted).astype(int)
+    counts = missed.T @ wrongly  # [a, b]: images where a was missed and b wrongly given
+    order = np.argsort(-counts, axis=None, kind="stable")
+    pairs = []
+    for flat in order[:top]:
+        a, b = np.unravel_index(flat, counts.shape)
+        if counts[a, b] == 0:
+            break
+        pairs.append({"missed": classes[a], "given instead": classes[b], "images": int(counts[a, b])})
+    return pairs
+
+
+def rarest_labels(rows: list[dict], count: int = 5) -> list[dict]:
+    """The `count` labels with the fewest test images (of per_class_errors' rows), with precision and recall."""
+    return [{"class": r["class"], "images with it": r["images with it"], "precision": f"{r['precision']:.3f}",
+             "recall": f"{r['recall']:.3f}"} for r in sorted(rows, key=lambda r: r["images with it"])[:count]]
+
+
+def label_errors(rows: list[dict]) -> Figure:
+    """Per label, its false negatives (missed) and false positives (wrongly given) as bars."""
+    figure = Figure(figsize=(7, 0.3 * len(rows) + 1.4))
+    ax = figure.subplots()
+    places = np.arange(len(rows))
+    ax.barh(places - 0.2, [r["missed"] for r in rows], height=0.4, color="tab:orange", label="missed (false negatives)")
+    ax.barh(places + 0.2, [r["wrongly given"] for r in rows], height=0.4, color="tab:purple",
+            label="wrongly given (false positives)")
+    ax.set_yticks(places, [r["class"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("test images")
+    ax.legend(fontsize=8, loc="lower right")
+    return figure
 
 
 def f1_bars(rows: list[dict]) -> Figure:

@@ -5,7 +5,6 @@ import io
 import time
 from html import escape
 
-import optuna
 from matplotlib.figure import Figure
 
 from visionsweep import metrics
@@ -38,6 +37,7 @@ def render(facts: SweepFacts) -> str:
         *_optuna_sections(facts),
         ("Ensemble score against k", _ensemble(facts)),
         *_error_sections(facts),
+        ("Class activation maps", _activation_maps(facts)),
     ]
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in facts.notes)
     body = "".join(f"<h2>{escape(title)}</h2>\n{html}\n" for title, html in sections)
@@ -109,23 +109,29 @@ def _survival(facts: SweepFacts, rungs: list[float]) -> str:
 def _optuna_sections(facts: SweepFacts) -> list[tuple[str, str]]:
     plots = [
         ("Parameter importances", "param_importances",
-         "How much of the variation in the final score each parameter explains (Optuna's importance evaluator)."),
+         "How much of the variation in the score each parameter explains (Optuna's importance evaluator)."),
         ("Parallel coordinates", "parallel_coordinate", "Every trial as one line through its parameter values."),
-        ("Slice plots", "slice", "The final score against each parameter, one dot per trial."),
+        ("Slice plots", "slice", "The score against each parameter, one dot per trial."),
     ]
+    if facts.study is None:
+        return [(title, _note("no Optuna study stored with this sweep")) for title, _, _ in plots]
+    scheduler = facts.config.scheduler
+    try:
+        study, epoch = _figures.rung_study(facts.study, asha_rungs(scheduler), scheduler.max_epochs)
+    except ValueError as err:
+        return [(title, _note(f"not drawn: {err}")) for title, _, _ in plots]
+    point = "the last epoch" if epoch == scheduler.max_epochs else "an ASHA rung"
+    scope = (f" Score: {facts.metric} at epoch {epoch} ({point}), the highest epoch all of them reached, over the "
+             f"{len(study.trials)} trials that reached it, pruned ones included.")
     sections = []
     for title, name, why in plots:
-        if facts.study is None:
-            html = _note("no Optuna study stored with this sweep")
-        else:
-            complete = len(facts.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
-            try:
-                html = _why(f"{why} Over the {complete} trials that ran every epoch (pruned ones have no final "
-                            "score).") + _image(
-                    _figures.optuna_plot(name, facts.study))
-            except (ValueError, RuntimeError) as err:
-                html = _note(f"not drawn: {err}")
-        sections.append((title, html))
+        try:
+            figure, warned = _figures.optuna_plot(name, study)
+        except (ValueError, RuntimeError) as err:
+            sections.append((title, _note(f"not drawn: {err}")))
+            continue
+        degenerate = _note("degenerate plot: " + "; ".join(warned)) if warned else ""
+        sections.append((title, _why(why + scope) + degenerate + _image(figure)))
     return sections
 
 
@@ -146,9 +152,16 @@ def _error_sections(facts: SweepFacts) -> list[tuple[str, str]]:
         scope += " Each class is decided at the trial's own threshold, the one its logged test metrics use."
         rows = _figures.per_class_errors(labels, probs, classes, thresholds)
         shown = [{**r, **{k: f"{r[k]:.4f}" for k in ("precision", "recall", "F1", "threshold")}} for r in rows]
+        pairs = _figures.confused_pairs(labels, probs, classes, thresholds)
         sections = [
-            ("Wrong labels per class", _why(scope + " Missed: the class is in the image but not predicted; wrongly "
-                                             "given: predicted but not there.") + _table(shown)),
+            ("Wrong labels per class", _why(scope + " Missed (false negatives): the class is in the image but not "
+                                             "predicted; wrongly given (false positives): predicted but not there.")
+             + _table(shown) + _image(_figures.label_errors(rows))),
+            ("Labels confused", _why(scope + " In one image, the first label missed while the second was wrongly "
+                                     "given: the pairs the model mixes up most.")
+             + (_table(pairs) if pairs else _note("no image had one label missed and another wrongly given"))),
+            ("Rarest labels", _why(scope + " The labels with the fewest test images, where scores are least sure.")
+             + _table(_figures.rarest_labels(rows))),
             ("Per-class F1", _image(_figures.f1_bars(rows))),
         ]
     else:
@@ -161,6 +174,20 @@ def _error_sections(facts: SweepFacts) -> list[tuple[str, str]]:
             _image(montage) if montage else _note("the best trial got every test image right"))
         sections.append(("Error montage", html))
     return sections
+
+
+def _activation_maps(facts: SweepFacts) -> str:
+    explained = facts.explanation
+    if explained is None:
+        return _note("no class activation maps: see the notes at the top")
+    per = "label" if facts.multilabel else "class"
+    mistake = ("the label missed or wrongly given that the model was surest of (the map for that label)"
+               if facts.multilabel else "its surest mistake (the map for the class the model said instead)")
+    return _why(
+        f"Grad-CAM of {facts.explained_why}, at layer {explained.layer}: for each {per}, the test image it got "
+        f"right with the most confidence (green title) and {mistake} (red title). Red in the map is where the "
+        "evidence for that class lies. Also logged to that trial's run as gradcam/<class>.png."
+    ) + _image(explained.figure())
 
 
 def _image(figure: Figure) -> str:
