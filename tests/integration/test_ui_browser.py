@@ -98,3 +98,32 @@ def test_ui_shows_sweep_trials_and_report(reported_sweep, ui_url, browser):
     assert browser.find_elements(By.XPATH, "//h2[text()='Learning curves']")
     browser.switch_to.default_content()
     browser.save_screenshot(str(SCREENSHOTS / "3-report-artifact.png"))
+
+
+REPORT_SECTIONS = ["Sweep", "Best trials", "Learning curves", "ASHA rung survival", "Parameter importances",
+                   "Parallel coordinates", "Slice plots", "Ensemble score against k", "Confusion matrix",
+                   "Error montage", "Class activation maps"]
+
+
+def test_report_page_opens_whole_in_chromium(reported_sweep, browser):
+    """The page as a person opens it from disk: every section there, each figure decoded, nothing fetched."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.get(reported_sweep.report.as_uri())
+    WebDriverWait(browser, WAIT_S).until(expected_conditions.presence_of_element_located((By.TAG_NAME, "h1")))
+    headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
+    assert headings == REPORT_SECTIONS
+    for heading in browser.find_elements(By.TAG_NAME, "h2"):
+        # each section holds what it says: a figure, a table or a note
+        section = heading.find_elements(By.XPATH, "following-sibling::*[1][self::p or self::table or self::img]")
+        assert section, heading.text
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert len(images) >= 8
+    decoded = browser.execute_script(
+        "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0)")
+    assert all(decoded), decoded
+    cam = browser.find_element(By.XPATH, "//h2[text()='Class activation maps']/following-sibling::img[1]")
+    assert cam.get_attribute("src").startswith("data:image/png;base64,")
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
+    assert resources == []  # one self-contained file: no script, style sheet or image from elsewhere
+    browser.execute_script("arguments[0].scrollIntoView()", cam)
+    browser.save_screenshot(str(SCREENSHOTS / "4-report-class-activation-maps.png"))
