@@ -121,7 +121,9 @@ def test_multiclass_page_has_every_section_inline():
 
 
 def test_multilabel_page_has_wrong_labels_table_and_f1_bars():
-    page = render(make_facts(True, make_study(4, 0), ENSEMBLE))
+    facts = make_facts(True, make_study(4, 0), ENSEMBLE)
+    facts.best_thresholds = np.full(3, 0.5, np.float32)
+    page = render(facts)
     headings = re.findall(r"<h2>(.*?)</h2>", page)
     assert headings[-6:] == ["Wrong labels per class", "Labels confused", "Rarest labels", "Per-class F1",
                              "Error montage", "Class activation maps"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visionsweep import registry, tracking
+from visionsweep import metrics, registry, tracking
 from visionsweep.report import _figures
 from visionsweep.report._cam import Example, grad_cam, pick_examples, target_layer
 from visionsweep.tracking._store import TAG_PARENT
@@ -34,7 +34,7 @@ def explain(client, run_id: str, test_images: np.ndarray, test_labels: np.ndarra
             layer: str | None = None) -> Explanation:
     """Grad-CAM of trial run `run_id` on a right and a wrong test image per class, from its stored predictions."""
     stored = tracking.load_artifact_npz(client, run_id, PREDICTIONS_FILE)
-    thresholds = stored.get("thresholds", 0.5) if test_labels.ndim == 2 else 0.5
+    thresholds = metrics.decision_thresholds(stored, len(classes))  # the trial's own, as its logged scores use
     examples = pick_examples(test_labels, stored["test_probs"], classes, thresholds)
     if not examples:
         raise LookupError(f"run {run_id}: no test image to explain")

@@ -168,7 +168,7 @@ def confused_pairs(labels: np.ndarray, probs: np.ndarray, classes: list[str], th
                    top: int = 10) -> list[dict]:
     """Multi-label: the label pairs most often confused - in one image, the first label missed while the
     second is wrongly given - most frequent first."""
-    truth, predicted = labels.astype(bool), probs >= threshold
+    truth, predicted = labels.astype(bool), probs >= np.broadcast_to(np.asarray(threshold, np.float32), (len(classes),))
     missed, wrongly = (truth & ~predicted).astype(int), (~truth & predicted).astype(int)
     counts = missed.T @ wrongly  # [a, b]: images where a was missed and b wrongly given
     order = np.argsort(-counts, axis=None, kind="stable")
