@@ -1,10 +1,14 @@
 """`visionsweep` command line: validate, run, submit, resume, ensemble, promote, predict, report, explain, ui, models, spaces, datasets."""
 
 import argparse
+import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
+from urllib.parse import urlparse
 
 from visionsweep.config import ConfigError, load_config, resolve_tracking_uri
 
@@ -109,9 +113,44 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    except LookupError as err:
-        print(f"error: {err.args[0]}", file=sys.stderr)
+    except Exception as err:
+        message = failure_line(err)
+        if message is None:  # a bug: its traceback is wanted
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 1
+
+
+def failure_line(err: Exception) -> str | None:
+    """One line for a failure a person can act on: an MLflow server that does not answer, something looked up
+    that is not there, an error MLflow reports. None for anything else."""
+    unreachable = unreachable_server(err)
+    if unreachable:
+        server, reason = unreachable
+        return (f"cannot reach the MLflow server at {server} ({reason}); start it (visionsweep ui serves one), or "
+                "give the right --tracking-uri (or $MLFLOW_TRACKING_URI)")
+    if isinstance(err, LookupError) and not isinstance(err, (KeyError, IndexError)):
+        return str(err.args[0]) if err.args else type(err).__name__
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    if mlflow_exceptions and isinstance(err, mlflow_exceptions.MlflowException):
+        return f"MLflow: {err.message.strip().splitlines()[0]}"
+    return None
+
+
+def unreachable_server(err: BaseException) -> tuple[str, str] | None:
+    """(address, reason) when a failed connection to an HTTP tracking server caused `err`: MLflow raises its
+    own exception after its retries, with the connection error as context."""
+    requests = sys.modules.get("requests")
+    seen = set()
+    while requests and err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, (requests.ConnectionError, requests.Timeout)):
+            url = urlparse(err.request.url) if getattr(err, "request", None) is not None else None
+            errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(err))
+            reason = errno[1].strip() if errno else "timed out" if isinstance(err, requests.Timeout) else "no connection"
+            return (f"{url.scheme}://{url.netloc}" if url else "the tracking URI"), reason
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def cmd_validate(args) -> int:
@@ -228,6 +267,8 @@ def cmd_ensemble(args) -> int:
     uri = resolve_tracking_uri(args.tracking_uri)
     client = tracking.TimedClient(uri)
     sweep = None if args.members else args.sweep or tracking.latest_sweep(client, args.experiment)
+    if sweep:
+        tracking.sweep_run(client, sweep)  # a clear error for an id of no run, or of a trial
     try:
         table = run_ensemble(client, sweep, args.top_k, args.voting, args.greedy_rounds, args.thresholds, args.members)
     except ValueError as err:
@@ -262,16 +303,40 @@ def cmd_predict(args) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
-    uri = resolve_tracking_uri(args.tracking_uri)
-    output = sys.stdout if args.output == "-" else open(args.output, "w", newline="")
+    folder = Path(args.output).absolute().parent
+    if args.output != "-" and not folder.is_dir():
+        raise ConfigError(f"--output {args.output}: no folder {folder}")
     try:
-        predicted, failed = registry.predict_files(args.model, uri, args.paths, output, args.batch_size)
-    finally:
-        if output is not sys.stdout:
-            output.close()
+        files = registry.image_files(args.paths)
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from None
+    uri = resolve_tracking_uri(args.tracking_uri)
+    with written_on_success(args.output) as output:
+        predicted, failures = registry.predict_files(args.model, uri, files, output, args.batch_size)
+        if not predicted:
+            path, why = failures[0]
+            raise LookupError(f"none of the {len(files)} image files could be read (the first: {path}: {why}); "
+                              "nothing written")
     where = "" if args.output == "-" else f" to {args.output}"
-    print(f"{predicted} images predicted, {failed} unreadable{where}", file=sys.stderr)
+    print(f"{predicted} images predicted, {len(failures)} unreadable{where}", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def written_on_success(path: str):
+    """A text file to write `path` through (`-`: stdout): a file beside it that replaces it only when the block
+    ends without an error, so a failed command leaves no half-written file and an older one as it was."""
+    if path == "-":
+        yield sys.stdout
+        return
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "w", newline="") as handle:
+            yield handle
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def cmd_report(args) -> int:
@@ -283,6 +348,7 @@ def cmd_report(args) -> int:
     started = time.perf_counter()
     client = tracking.TimedClient(resolve_tracking_uri(args.tracking_uri))
     sweep = args.sweep or tracking.latest_sweep(client, args.experiment)
+    tracking.sweep_run(client, sweep)  # a clear error for an id of no run, or of a trial
     path = write_report(client, sweep, args.output, args.cam_run, args.cam_layer)
     print(f"report of sweep {sweep} in {time.perf_counter() - started:.1f} s, also logged to that run as {REPORT_ARTIFACT}:")
     print(path)

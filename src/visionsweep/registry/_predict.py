@@ -16,13 +16,21 @@ MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<vers
 
 
 def image_files(paths: list[str]) -> list[Path]:
-    """The given files, and the images under the given folders (recursively, sorted)."""
+    """The given files, and the images under the given folders (recursively, sorted).
+
+    Raises FileNotFoundError for a path that does not exist and for a folder that holds no image file.
+    """
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise FileNotFoundError(f"{path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in it or below")
+            found += inside
+        elif path.exists():
+            found.append(path)  # an unreadable file gets a row with its error
         else:
-            found.append(path)  # a missing or unreadable file gets a row with its error
+            raise FileNotFoundError(f"{path}: no such file or folder")
     return found
 
 
@@ -47,24 +55,25 @@ def load_model(model_uri: str, tracking_uri: str, folder: str):
     return mlflow.pyfunc.load_model(local)
 
 
-def predict_files(model_uri: str, tracking_uri: str, paths: list[str], output, batch_size: int = 256) -> tuple[int, int]:
-    """Writes one CSV row per image: path, label(s), error, then one probability column per class.
+def predict_files(model_uri: str, tracking_uri: str, files: list[Path], output, batch_size: int = 256):
+    """Writes one CSV row per image file (from `image_files`): path, label(s), error, then one probability column
+    per class.
 
-    Returns (predicted, failed). A file that cannot be read gets its error in its row; the others go on.
+    Returns (predicted, failures): a file that cannot be read gets its error in its row and in `failures`
+    as (path, error); the others go on.
     """
     with tempfile.TemporaryDirectory() as folder:
-        return _predict(load_model(model_uri, tracking_uri, folder), paths, output, batch_size)
+        return _predict(load_model(model_uri, tracking_uri, folder), files, output, batch_size)
 
 
-def _predict(model, paths: list[str], output, batch_size: int) -> tuple[int, int]:
+def _predict(model, files: list[Path], output, batch_size: int) -> tuple[int, list[tuple[Path, str]]]:
     from tqdm import tqdm
     meta = model.metadata.metadata or {}
     classes, size, channels = meta["classes"], meta["image_size"], meta["channels"]
     thresholds = np.asarray(meta["thresholds"]) if meta.get("multilabel") else None
-    files = image_files(paths)
     writer = csv.writer(output)
     writer.writerow(["path", "labels" if thresholds is not None else "label", "error", *(f"p_{c}" for c in classes)])
-    failed = 0
+    failures = []
     with tqdm(total=len(files), unit="image", file=sys.stderr, disable=None) as progress:
         for start in range(0, len(files), batch_size):
             batch, images, errors = files[start : start + batch_size], [], {}
@@ -84,6 +93,6 @@ def _predict(model, paths: list[str], output, batch_size: int) -> tuple[int, int
                 else:
                     label = ";".join(c for c, p, t in zip(classes, row, thresholds) if p >= t)
                 writer.writerow([str(path), label, "", *(f"{p:.6f}" for p in row)])
-            failed += len(errors)
+            failures += errors.items()
             progress.update(len(batch))
-    return len(files) - failed, failed
+    return len(files) - len(failures), failures

@@ -17,6 +17,7 @@ from visionsweep.tracking._store import (
     load_artifact_npz,
     log_params,
     start_sweep,
+    sweep_run,
     trial_runs,
 )
 from visionsweep.tracking._study import STUDY_ARTIFACT, load_study, log_study
@@ -42,5 +43,6 @@ __all__ = [
     "log_params",
     "log_study",
     "start_sweep",
+    "sweep_run",
     "trial_runs",
 ]

@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 import numpy as np
 import yaml
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from visionsweep import __version__
@@ -117,6 +118,25 @@ def finish_sweep(client, run_id: str, status: str, metrics: dict[str, float]) ->
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
     client.set_terminated(run_id, status)
+
+
+def sweep_run(client, run_id: str):
+    """The sweep's parent run. LookupError, saying what to give instead, when `run_id` names no run, or a trial's
+    or an ensemble's run (their sweep is named), or a run visionsweep did not write."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as err:
+        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+        raise LookupError(f"no run {run_id} at {client.tracking_uri}; give a sweep's run id (printed when it "
+                          "starts, and in the MLflow UI) or --experiment NAME for its latest sweep") from None
+    kind = run.data.tags.get(TAG_KIND)
+    if kind == "sweep":
+        return run
+    parent = run.data.tags.get(TAG_PARENT)
+    if kind and parent:
+        raise LookupError(f"run {run_id} is a {kind}, not a sweep; its sweep: --sweep {parent}")
+    raise LookupError(f"run {run_id} is not a visionsweep sweep run (its tag {TAG_KIND} is {kind!r})")
 
 
 def latest_sweep(client, experiment: str) -> str:
