@@ -35,6 +35,7 @@ SUMMARY_KEYS = (
     "fmnist_ensemble_accuracy",
     "gpu_trials_per_hour_ratio",
     "gpu_throughput_ratio",
+    "skewed_macro_f1_gain",
 )
 TABLE_START, TABLE_END = "<!-- results table: written by bench/_record.py -->", "<!-- end of results table -->"
 

@@ -156,7 +156,9 @@ class TrainConfig(_Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     class_weights: Literal["none", "balanced"] = "none"  # balanced: CE class weights / BCE (focal, ASL) pos_weight from counts
     oversample: float = Field(0.0, ge=0, le=1)  # batch order draws images with weight count**-oversample of their rarest label
-    threshold: Literal["fixed", "global", "per_class"] = "fixed"  # multi-label decision: tuned on validation unless fixed
+    # Multi-label decisions: per_class tunes each label's threshold on validation rows (a rare label's probabilities
+    # sit far below 0.5: at a fixed 0.5 it is never predicted), global one for all, fixed uses fixed_threshold.
+    threshold: Literal["fixed", "global", "per_class"] = "per_class"
     fixed_threshold: float = Field(0.5, gt=0, lt=1)  # probability, for threshold: fixed
 
 
