@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.14.1 torchvision==0.29.1
 export RAY_AUTH_MODE := disabled
 
-.PHONY: setup data demo test test-unit test-integration ui bench bench-full bench-quality bench-gpu clean
+.PHONY: setup data demo test test-unit test-integration ui bench bench-full bench-quality bench-gpu bench-rare-labels clean
 
 setup: $(VENV)/.installed
 
@@ -56,6 +56,10 @@ bench-quality: setup data
 # Benchmark 7, on a machine with a GPU: under 8 minutes (bench/gpu.py; README, GPU).
 bench-gpu: setup data
 	$(BIN)/python bench/gpu.py
+
+# Benchmark 8: rare labels, today's multi-label defaults against the new ones (bench/rare_labels.py).
+bench-rare-labels: setup data
+	$(BIN)/python bench/rare_labels.py
 
 ui: setup
 	$(BIN)/visionsweep ui

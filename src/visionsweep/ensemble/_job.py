@@ -281,7 +281,7 @@ def plot_curve(table: EnsembleTable, path: Path) -> None:
         axes.axhline(row["test"], color=color, linestyle=":", label=f"{row['method']} test")
     axes.axhline(table.best_single, color="gray", linestyle=":", label="best single test")
     axes.set_xlabel("k (top members by validation score)")
-    axes.set_ylabel(table.measure + (" (threshold 0.5)" if table.measure == "micro_f1" else ""))
+    axes.set_ylabel(table.measure + (" (members at their own thresholds)" if table.measure == "micro_f1" else ""))
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
