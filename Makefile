@@ -2,19 +2,19 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Pinned torch first: any looser requirement makes pip fetch several GB (STACK.md).
-TORCH := torch==2.14.1 torchvision==0.29.1
+# Every install goes through constraints.txt, the exact tested versions: it keeps pip from resolving a newer
+# torch (a CUDA build of several GB) while pyproject.toml declares compatible ranges.
+CONSTRAINTS := constraints.txt
 export RAY_AUTH_MODE := disabled
 
 .PHONY: setup data demo test test-unit test-integration ui bench bench-full bench-quality bench-gpu bench-rare-labels clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $@
 
 # Fashion-MNIST ships as a Debian package (31 MB, MIT): /usr/share/datasets/fashion-mnist

@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--port", type=int, default=UI_PORT)
     ui.add_argument("--artifacts-destination", help="where the server stores uploaded artifacts")
 
-    commands.add_parser("models", help="list registered models and their parameters")
+    models = commands.add_parser("models", help="list registered models and their parameters (or timm's models)")
+    models.add_argument("--timm", metavar="PATTERN", help="list timm's models matching a pattern, e.g. 'resnet*' "
+                        "(use them as model: timm/NAME)")
     commands.add_parser("spaces", help="list named search spaces (compose them: space: [cnn_architecture, sgd])")
     commands.add_parser("datasets", help="list registered datasets")
 
@@ -168,7 +170,8 @@ def cmd_validate(args) -> int:
     trials = (f"{sum(map(len, config.search.values.values()))} coordinate trials at most"
               if config.search.strategy == "coordinate" else f"{config.search.trials} trials")
     repeats = f" x {config.search.repeats} seeds" if config.search.repeats > 1 else ""
-    print(f"{args.config}: ok ({trials}{repeats} of model {config.model} on {config.data.dataset})")
+    models = " | ".join(config.model_choices)
+    print(f"{args.config}: ok ({trials}{repeats} of model {models} on {config.data.dataset})")
     rows = f"{len(listing.files)} files" if listing.files else f"{len(listing.labels)} rows"
     given = f", of which {len(listing.test_rows)} the given test set" if listing.test_rows is not None else ""
     kind = f"multi-label, {len(listing.classes)} labels" if listing.multilabel else f"multi-class, {len(listing.classes)} classes"
@@ -393,11 +396,17 @@ def server_environment() -> dict[str, str]:
 def cmd_models(args) -> int:
     from visionsweep import models
 
+    if args.timm:
+        found = models.timm_names(args.timm)
+        print("\n".join(found) if found else f"no timm model matches {args.timm!r}")
+        return 0
     for name in models.names():
         params = ", ".join(f"{k}={v!r}" for k, v in models.parameters(name).items())
         per_layer = ", ".join(f"{kind}{{i}}.{field}" for kind, fields in models.layer_parameters(name).items()
                               for field in fields)
         print(f"{name}: {params}" + (f"; per layer: {per_layer}" if per_layer else ""))
+    print("\nalso: timm/NAME, any timm model (visionsweep models --timm PATTERN lists them), and your own "
+          "model as pkg.module:function")
     return 0
 
 

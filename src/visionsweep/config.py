@@ -259,8 +259,12 @@ class StorageConfig(_Section):
 class SweepConfig(_Section):
     name: str = Field(min_length=1)  # the MLflow experiment
     data: DataConfig = DataConfig()
-    model: str = "cnn"  # a registered model (`visionsweep models`)
-    model_params: dict[str, Any] = {}  # fixed model parameters, not searched
+    # A registered model (`visionsweep models`), timm/NAME (`visionsweep models --timm PATTERN`) or your own,
+    # pkg.module:function. A family of them, searched like any parameter: {categorical: [cnn, timm/resnet10t]}
+    # (read as space.model; each model's own parameters then go in space with `when: {model: NAME}`).
+    model: str = "cnn"
+    # fixed model parameters, not searched; in a family, each model gets those it takes
+    model_params: dict[str, Any] = {}
     train: TrainConfig = TrainConfig()
     augment: AugmentConfig = AugmentConfig()
     # parameter -> distribution; or a list of named spaces (`visionsweep spaces`) and mappings, merged in order
@@ -271,6 +275,27 @@ class SweepConfig(_Section):
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
     storage: StorageConfig = StorageConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_family_is_searched(cls, raw):
+        """`model: {categorical: [...]}` is the searched parameter `space.model`; `model` keeps its first choice."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+            return raw
+        family = raw["model"]
+        choices = family.get("categorical")
+        if set(family) != {"categorical"} or not isinstance(choices, list) or not choices or \
+                not all(isinstance(c, str) for c in choices):
+            raise ValueError(f"model {family}: a family of models is {{categorical: [NAME, ...]}} (model names), "
+                             "e.g. {categorical: [cnn, resnet18, timm/resnet10t]}")
+        space = raw.get("space") or {}
+        if isinstance(space, dict):
+            if "model" in space:
+                raise ValueError("model is searched twice: as `model: {categorical: ...}` and in space")
+            space = {"model": family, **space}
+        else:  # a list of named spaces and mappings
+            space = [{"model": family}, *space]
+        return {**raw, "model": choices[0], "space": space}
 
     @field_validator("space", mode="before")
     @classmethod
@@ -283,34 +308,53 @@ class SweepConfig(_Section):
     def _known_names(self):
         from visionsweep import data, models
 
-        if self.model not in models.names():
-            raise ValueError(
-                f"model {self.model!r} is not registered; allowed: {', '.join(models.names())}"
-            )
+        choices = self.model_choices
+        if "model" in self.space and (self.space["model"].kind != "categorical" or self.space["model"].when
+                                      or self.space["model"].repeat):
+            raise ValueError("space.model: a family of models is {categorical: [NAME, ...]}, without conditions")
+        for name in choices:
+            if not isinstance(name, str):
+                raise ValueError(f"model {name!r}: a model name is a string")
+            models.builder(name)  # raises, naming what is allowed
         if self.data.dataset not in data.names() and not Path(self.data.dataset).exists():
             raise ValueError(
                 f"data.dataset {self.data.dataset!r} is neither a registered dataset "
                 f"({', '.join(data.names())}) nor an existing path"
             )
-        for name in [*self.space, *self.model_params, *self.search.values]:
-            if name.removeprefix(AUGMENT_PREFIX) in AugmentConfig.model_fields and name.startswith(AUGMENT_PREFIX):
-                continue
-            if name not in TrainConfig.model_fields and not models.accepts(self.model, name):
-                raise ValueError(
-                    f"parameter {name!r} is neither a train setting ({', '.join(TrainConfig.model_fields)}), "
-                    f"an augmentation ({', '.join(AUGMENT_PREFIX + k for k in AugmentConfig.model_fields)}) "
-                    f"nor a parameter of model {self.model!r} ({models.allowed_text(self.model)})"
-                )
-        try:
-            models.check_params(self.model, self.trial_settings({})[1])
-        except ValueError as err:
-            raise ValueError(f"model_params: {err}") from None
         for name, distribution in self.space.items():
-            for value in distribution.extremes() if models.accepts(self.model, name) else ():
-                try:
-                    models.check_params(self.model, {name: value})
-                except ValueError as err:
-                    raise ValueError(f"space.{name}: {err}") from None
+            if name != "model" and self._is_model_parameter(name):
+                # a searched model parameter: taken by every model of the family it is sampled for
+                when = (distribution.when or {}).get("model", choices)
+                for model in _as_list(when):
+                    if model not in choices:
+                        raise ValueError(f"space.{name}: when model is {model!r}, which is not among the models "
+                                         f"searched ({', '.join(choices)})")
+                    if not models.accepts(model, name):
+                        family = " (in a family of models, give it `when: {model: NAME}`)" if len(choices) > 1 else ""
+                        raise self._unknown(name, model, family)
+        for name in [*self.model_params, *self.search.values]:
+            if name != "model" and self._is_model_parameter(name) and \
+                    not any(models.accepts(model, name) for model in choices):
+                raise self._unknown(name, choices[0] if len(choices) == 1 else choices, "")
+        for model in self.search.values.get("model", []):
+            models.builder(model)
+        for model in {*choices, *self.search.values.get("model", [])}:
+            settings = self.trial_settings({"model": model})[1]
+            try:
+                models.check_params(model, settings)
+            except ValueError as err:
+                raise ValueError(f"model_params: {err}") from None
+            sampled = [k for k, d in self.space.items() if model in _as_list((d.when or {}).get("model", model))]
+            for name in sampled:  # each choice, or low and high, must fit the type the model declares
+                for value in self.space[name].extremes() if name != "model" and models.accepts(model, name) else ():
+                    try:
+                        models.check_params(model, {name: value})
+                    except ValueError as err:
+                        raise ValueError(f"space.{name}: {err}") from None
+            missing = models.missing_params(model, [*settings, *sampled, *self.search.values])
+            if missing:
+                raise ValueError(f"model {model!r} needs {', '.join(missing)} (no default in "
+                                 f"{models.allowed_text(model)}): set it in model_params or space")
         from visionsweep import search_spaces
 
         search_spaces.check(self.space, self.fixed_values(), self.search.sampler)
@@ -328,18 +372,52 @@ class SweepConfig(_Section):
             raise ConfigError(f"train.loss cross_entropy: data.dataset {self.data.dataset} is multi-label; "
                               "allowed: auto, bce, mse, focal, asymmetric")
 
+    @staticmethod
+    def _is_model_parameter(name: str) -> bool:
+        augment = name.startswith(AUGMENT_PREFIX) and name.removeprefix(AUGMENT_PREFIX) in AugmentConfig.model_fields
+        return not augment and name not in TrainConfig.model_fields
+
+    @staticmethod
+    def _unknown(name: str, model, hint: str) -> ValueError:
+        from visionsweep import models
+
+        owners = " or ".join(f"{m!r} ({models.allowed_text(m)})" for m in _as_list(model))
+        return ValueError(
+            f"parameter {name!r} is neither a train setting ({', '.join(TrainConfig.model_fields)}), "
+            f"an augmentation ({', '.join(AUGMENT_PREFIX + k for k in AugmentConfig.model_fields)}) "
+            f"nor a parameter of model {owners}{hint}"
+        )
+
+    @property
+    def model_choices(self) -> list[str]:
+        """The models this sweep trains: the family searched as space.model, or the one model."""
+        return list(self.space["model"].categorical) if "model" in self.space else [self.model]
+
     def fixed_values(self) -> dict[str, Any]:
-        """Every parameter's value when not sampled: train settings, then the model's defaults and model_params."""
+        """Every parameter's value when not sampled: train settings, the model, its defaults and model_params.
+
+        In a family of models, a parameter several models share takes the first one's default."""
         from visionsweep import models
 
         augment = {AUGMENT_PREFIX + k: v for k, v in self.augment.model_dump().items()}
-        return {**self.train.model_dump(), **augment, **models.parameters(self.model), **self.model_params}
+        defaults = {}
+        for model in reversed(self.model_choices):
+            defaults.update(models.parameters(model))
+        return {**self.train.model_dump(), **augment, **defaults, **self.model_params, "model": self.model}
+
+    def trial_model(self, sampled: dict[str, Any]) -> str:
+        """The model a trial trains: its sampled `model`, or the sweep's one model."""
+        return sampled.get("model", self.model)
 
     def trial_settings(self, sampled: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
-        """Splits a trial's sampled values into its training recipe and its model parameters."""
+        """Splits a trial's sampled values into its training recipe and its model's parameters (those it takes)."""
+        from visionsweep import models
+
+        model = self.trial_model(sampled)
         merged = {k: v for k, v in {**self.model_params, **sampled}.items() if not k.startswith(AUGMENT_PREFIX)}
         recipe = {k: v for k, v in merged.items() if k in TrainConfig.model_fields}
-        model_params = {k: v for k, v in merged.items() if k not in TrainConfig.model_fields}
+        model_params = {k: v for k, v in merged.items()
+                        if k not in TrainConfig.model_fields and k != "model" and models.accepts(model, k)}
         return self.train.model_copy(update=recipe), model_params
 
     def trial_augment(self, sampled: dict[str, Any]) -> AugmentConfig:
@@ -349,6 +427,10 @@ class SweepConfig(_Section):
 
 
 AUGMENT_PREFIX = "augment."  # searched augmentation settings are named augment.NAME in `space`
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> SweepConfig:

@@ -37,4 +37,5 @@ def test_services_stay_off_public_addresses():
 
 def test_setup_installs_the_pinned_project():
     setup = " ".join(copy.deepcopy(load())["setup_commands"])
-    assert "torch==2.14.1" in setup and "visionsweep[cluster]" in setup
+    assert "-c \"$HOME/visionsweep/constraints.txt\"" in setup and "visionsweep[cluster]" in setup
+    assert "torch==2.14.1" in (Path(__file__).parents[2] / "constraints.txt").read_text().split()

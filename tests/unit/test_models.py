@@ -117,7 +117,7 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
 
 
 def test_missing_or_wrong_pretrained_file_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="pretrained weights file '.*nowhere.pt' does not exist.*never downloaded"):
+    with pytest.raises(ValueError, match="pretrained weights file '.*nowhere.pt' does not exist.*pretrained: true"):
         models.create("resnet18", num_classes=5, in_channels=3, image_size=32, pretrained=str(tmp_path / "nowhere.pt"))
     wrong = tmp_path / "mobilenet.pt"
     torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), wrong)

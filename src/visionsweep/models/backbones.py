@@ -1,8 +1,9 @@
 """torchvision backbones for transfer learning, and `feature_concat` of two of them.
 
-Built with `weights=None`: nothing is downloaded. `pretrained: PATH` loads a local state dict of the
-torchvision model (its own classifier's keys are ignored, so a 1000-class ImageNet file and a file saved
-from a fine-tuned model both load). The backbone's last linear layer is replaced by the head: one linear
+`pretrained: true` loads the torchvision weights enum's DEFAULT weights (e.g. ResNet18_Weights.IMAGENET1K_V1)
+the way torchvision does: from torch.hub's cache, downloading them there once (models/pretrained.py).
+`pretrained: PATH` loads a local state dict of the torchvision model instead. Either way the backbone's own
+classifier is dropped, so a 1000-class ImageNet file and a file saved from a fine-tuned model both load. The backbone's last linear layer is replaced by the head: one linear
 layer, or a hidden layer first (`head_units`). 1-channel images are repeated to 3 channels, so pretrained
 first-layer filters apply; `resize_to` upsamples small images (ImageNet weights expect about 224 px).
 """
@@ -16,6 +17,7 @@ from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 from torch.nn import functional as F
 
+from visionsweep.models import pretrained as weights
 from visionsweep.models._layers import Dropout, choose
 from visionsweep.models._registry import check_weights_file, register
 
@@ -39,7 +41,8 @@ MIN_SIZE = 32  # px: below this, the backbones' downsampling (32x) leaves no pix
 class Features(nn.Module):
     """A torchvision model without its classifier: images in, penultimate features out."""
 
-    def __init__(self, name: str, in_channels: int, image_size: int, resize_to: int | None, pretrained: str | None):
+    def __init__(self, name: str, in_channels: int, image_size: int, resize_to: int | None,
+                 pretrained: bool | str | None):
         super().__init__()
         size = resize_to or image_size
         if size < MIN_SIZE:
@@ -49,13 +52,12 @@ class Features(nn.Module):
         # 1 channel: repeated (keeps pretrained filters meaningful); other counts: a learned 1x1 mapping to RGB.
         self.to_rgb = None if in_channels in (1, 3) else nn.Conv2d(in_channels, 3, 1)
         self.net = BACKBONES[name](weights=None)
-        if pretrained:
-            check_weights_file(name, pretrained)
+        check_weights_file(name, pretrained)
         classifier_name, classifier = [(n, m) for n, m in self.net.named_modules() if isinstance(m, nn.Linear)][-1]
         self.net.set_submodule(classifier_name, nn.Identity())
         self.dim = classifier.in_features
         if pretrained:
-            state = torch.load(Path(pretrained), map_location="cpu", weights_only=True)
+            state = starting_weights(name, pretrained)
             state = {k: v for k, v in state.items() if not k.startswith(f"{classifier_name}.")}
             try:
                 self.net.load_state_dict(state)
@@ -79,6 +81,15 @@ class Features(nn.Module):
         if self.resize_to and x.shape[-1] != self.resize_to:
             x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", align_corners=False)
         return self.net(x)
+
+
+def starting_weights(name: str, pretrained: bool | str) -> dict:
+    """The state dict `pretrained` names: the weights enum's DEFAULT (true), or a local file (a path)."""
+    if pretrained is True:
+        enum = weights.torchvision_weights(BACKBONES[name])
+        with weights.explained(name, weights.torchvision_cache_hint(enum)):
+            return enum.get_state_dict(progress=False, check_hash=False)
+    return torch.load(Path(pretrained), map_location="cpu", weights_only=True)
 
 
 class TransferClassifier(nn.Module):
@@ -131,7 +142,7 @@ def _register_backbone(name: str) -> None:
         in_channels: int,
         image_size: int,
         multilabel: bool,
-        pretrained: str | None = None,  # path of a local state dict; nothing is ever downloaded
+        pretrained: bool | str | None = False,  # true: torchvision's DEFAULT weights (cached); or a local state dict's path
         freeze: Literal[FREEZE] = "none",  # none | backbone | all_but_last_n
         unfreeze_last_n: NonNegativeInt = 1,  # with all_but_last_n: the last blocks that train
         head_units: NonNegativeInt = 0,  # a hidden head layer of this many units (ReLU, dropout); 0: linear head only
@@ -159,16 +170,16 @@ def feature_concat(
     multilabel: bool,
     first: Literal[tuple(BACKBONES)] = "resnet18",  # a backbone name (see BACKBONES)
     second: Literal[tuple(BACKBONES)] = "mobilenet_v3_small",  # a backbone name
-    first_pretrained: str | None = None,  # local state dict paths; nothing is ever downloaded
-    second_pretrained: str | None = None,
+    first_pretrained: bool | str | None = False,  # true: torchvision's DEFAULT weights (cached); or a local file's path
+    second_pretrained: bool | str | None = False,
     freeze: Literal["none", "backbone"] = "backbone",  # both backbones
     head_dropout: Dropout = 0.0,  # before the linear head
     resize_to: PositiveInt | None = None,  # px; upsample images to this size first
 ) -> nn.Module:
     """Penultimate features of two backbones concatenated, with a trained linear head on top."""
     extractors = [
-        Features(choose("feature_concat", field, backbone, BACKBONES), in_channels, image_size, resize_to, weights)
-        for field, backbone, weights in (("first", first, first_pretrained), ("second", second, second_pretrained))
+        Features(choose("feature_concat", field, backbone, BACKBONES), in_channels, image_size, resize_to, start)
+        for field, backbone, start in (("first", first, first_pretrained), ("second", second, second_pretrained))
     ]
     choose("feature_concat", "freeze", freeze, ("none", "backbone"))
     head = make_head(sum(e.dim for e in extractors), num_classes, 0, head_dropout)

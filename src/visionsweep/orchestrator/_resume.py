@@ -19,7 +19,7 @@ from visionsweep import data, tracking
 from visionsweep.config import SweepConfig, parse_config
 from visionsweep.orchestrator._searcher import TellStoppedTrials
 from visionsweep.orchestrator._state import SweepState
-from visionsweep.orchestrator._sweep import SweepResult, connect_ray, finish, make_trainable
+from visionsweep.orchestrator._sweep import SweepResult, connect_ray, finish, make_trainable, user_code
 from visionsweep.trainables import TrialData
 
 
@@ -47,7 +47,7 @@ def resume_sweep(
     logger.records = tracking.recover_records(client, sweep_run_id, config.search.metric)
     status, study = "FAILED", None
     try:
-        connect_ray(address, verbose)
+        connect_ray(address, verbose, user_code(config))
         tuner = tune.Tuner.restore(
             state.tune_path, trainable=make_trainable(config, trial_data), resume_errored=True
         )

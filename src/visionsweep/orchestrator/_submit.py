@@ -1,8 +1,9 @@
 """`visionsweep submit FILE --address http://HEAD:8265`: the sweep's driver runs on the cluster as a Ray job.
 
 The laptop only uploads and leaves: the resolved config (overrides applied) goes up in the job's working
-directory, and this checkout's `visionsweep` package goes up with it, so the cluster runs the code you
-submitted, on the dependencies its nodes installed (cluster.yaml).
+directory, and this checkout's `visionsweep` package goes up with it, with the code of your own models
+(`model: pkg.module:function`), so the cluster runs the code you submitted, on the dependencies its nodes
+installed (cluster.yaml).
 """
 
 import asyncio
@@ -16,6 +17,7 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 
 import visionsweep
 from visionsweep.config import SweepConfig
+from visionsweep.orchestrator._sweep import user_code
 
 UPLOADED_CONFIG = "sweep.yaml"
 FOLLOW_POLL = 2.0  # seconds between status checks while waiting for a job to end
@@ -38,7 +40,8 @@ def submit_sweep(
             entrypoint=" ".join(entrypoint),
             runtime_env={
                 "working_dir": folder,
-                "py_modules": [str(Path(visionsweep.__file__).parent)],
+                # visionsweep itself, and the code of your models given by import path (driver and workers import it)
+                "py_modules": [str(Path(visionsweep.__file__).parent), *sorted({str(c.unit) for c in user_code(config)})],
                 "env_vars": {"RAY_AUTH_MODE": "disabled"},
             },
             metadata={"visionsweep.sweep": config.name},

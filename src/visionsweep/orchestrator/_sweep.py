@@ -8,8 +8,8 @@ from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from visionsweep import data, tracking
-from visionsweep.config import SweepConfig
+from visionsweep import data, models, tracking
+from visionsweep.config import ConfigError, SweepConfig
 from visionsweep.orchestrator._searcher import CoordinateSearch, OptunaSearchWithPruning, TellStoppedTrials, make_sampler
 from visionsweep.orchestrator._state import SweepState, close_abandoned_trials
 from visionsweep.orchestrator.progress import SweepProgress
@@ -84,7 +84,7 @@ def run_sweep(
     status = "FAILED"
     phases = {}  # seconds: startup (data, MLflow, Ray) until the Tuner starts, then the Tuner itself
     try:
-        connect_ray(address, verbose)
+        connect_ray(address, verbose, user_code(config))
         tuner = build_tuner(
             config, trial_data, searcher, [logger, progress, *callbacks], state, verbose
         )
@@ -117,10 +117,37 @@ def make_searcher(config: SweepConfig, state: SweepState):
     )
 
 
-def connect_ray(address: str | None, verbose: bool) -> None:
+def connect_ray(address: str | None, verbose: bool, code: list[models.UserCode] = ()) -> None:
+    """Starts or joins Ray with the user's model code shipped to every worker (Ray's py_modules).
+
+    A Ray the caller started already must have that code itself: checked here, before any trial starts.
+    """
     os.environ.update(RAY_ENVIRONMENT)
+    units = sorted({str(c.unit) for c in code})
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=verbose, configure_logging=verbose)
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose, configure_logging=verbose,
+                 runtime_env={"py_modules": units} if units else None)
+        return
+    modules = sorted({c.import_path.partition(":")[0] for c in code})
+    if modules and (missing := ray.get(_unimportable.remote(modules))):
+        raise ConfigError(
+            f"Ray's workers cannot import {', '.join(missing)}: this Ray was started without your model's code. "
+            f"Start it with ray.init(runtime_env={{'py_modules': {units}}}), or let visionsweep start it"
+        )
+
+
+def user_code(config: SweepConfig) -> list[models.UserCode]:
+    """The code of the sweep's models given by import path that is not an installed package: Ray ships it."""
+    names = {*config.model_choices, *config.search.values.get("model", [])}
+    return [code for name in sorted(names) if models.is_import_path(name)
+            and (code := models.user_code(name)).unit is not None]
+
+
+@ray.remote(num_cpus=0)
+def _unimportable(modules: list[str]) -> list[str]:
+    import importlib.util
+
+    return [name for name in modules if importlib.util.find_spec(name) is None]
 
 
 def finish(config, client, writer, logger, sweep_run_id, status, study, started, phases=None) -> SweepResult:

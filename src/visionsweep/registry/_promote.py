@@ -14,6 +14,8 @@ from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 
 import visionsweep
 from visionsweep import metrics
@@ -26,8 +28,9 @@ MODEL_ARTIFACT = "registered_model"  # where the pyfunc goes in the source run's
 # The tracking and ensemble modules import Ray: they are imported inside the functions that need them,
 # so that a served model, which imports this package, does not.
 # Written out so that logging skips MLflow's inference (about 9 s a model, STACK.md); a served model
-# imports torch, numpy, Pillow, scikit-learn and the bundled visionsweep code (plus what MLflow itself needs).
-REQUIREMENTS = ("torch", "numpy", "pillow", "scikit-learn", "mlflow")
+# imports torch, torchvision and timm (the models), numpy, Pillow, scikit-learn and the bundled visionsweep code
+# and user model code (plus what MLflow itself needs).
+REQUIREMENTS = ("torch", "torchvision", "timm", "numpy", "pillow", "scikit-learn", "mlflow")
 
 
 class GateRefused(Exception):
@@ -111,8 +114,10 @@ def promote(client, candidate: Candidate, name: str, alias: str = "champion", fo
             path=folder / "model",
             python_model=str(Path(__file__).with_name("_model_code.py")),
             artifacts={"ensemble": str(bundle)},
-            code_paths=[str(Path(visionsweep.__file__).parent)],
+            # MLflow puts these on sys.path wherever the model loads: visionsweep and the members' own model code
+            code_paths=[str(Path(visionsweep.__file__).parent), *_member_code(bundle, spec)],
             pip_requirements=[f"{package}=={installed_version(package)}" for package in REQUIREMENTS],
+            signature=signature(spec),
             metadata={key: spec[key] for key in ("classes", "multilabel", "thresholds", "method", "image_size",
                                                  "channels", "measure", "test_score")},
         )
@@ -151,6 +156,31 @@ def _bundle(client, candidate: Candidate, folder: Path) -> dict:
             "measure": candidate.measure, "test_score": candidate.test_score}
     (folder / SPEC_FILE).write_text(json.dumps(spec, indent=1))
     return spec
+
+
+def signature(spec: dict) -> ModelSignature:
+    """uint8 images (N, H, W, C) in, float32 probabilities (N, classes) out: what a served model's
+    `POST /invocations` takes as {"inputs": [...]} (nested lists of pixel values) and answers."""
+    size, channels = spec["image_size"], spec["channels"]
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, size, size, channels))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(spec["classes"])))]),
+    )
+
+
+def _member_code(bundle: Path, spec: dict) -> list[str]:
+    """The user model code the members carry (a trial's copy, see tracking): one copy of each module or package."""
+    found: dict[str, tuple[str, str]] = {}  # top-level name -> (sha256, path)
+    for member in spec["members"]:
+        code = json.loads((bundle / member["folder"] / MODEL_SPEC_FILE).read_text()).get("code")
+        if not code:
+            continue
+        path = bundle / member["folder"] / code["path"]
+        held = found.setdefault(path.name, (code["sha256"], str(path)))
+        if held[0] != code["sha256"]:
+            raise LookupError(f"members were trained with different versions of {path.name} (source sha256 "
+                              f"{held[0][:12]} and {code['sha256'][:12]}): they cannot load side by side")
+    return [path for _, path in found.values()]
 
 
 def _get_run(client, run_id: str):

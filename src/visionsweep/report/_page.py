@@ -55,7 +55,7 @@ def _summary(facts: SweepFacts) -> str:
     rows = [
         ("experiment", facts.experiment),
         ("sweep run", facts.run_id),
-        ("data / model", f"{config.data.dataset} / {config.model}"),
+        ("data / model", f"{config.data.dataset} / {' | '.join(config.model_choices)}"),
         ("search", f"{config.search.sampler}, {config.search.trials} trials, {facts.metric} ({facts.mode})"),
         ("scheduler", f"{config.scheduler.kind}, up to {config.scheduler.max_epochs} epochs"),
         ("trials", ", ".join(

@@ -9,7 +9,7 @@ from mlflow.entities import Metric, RunTag
 from ray import tune
 from ray.tune.result import EXPR_RESULT_FILE
 
-from visionsweep import metrics
+from visionsweep import metrics, models
 from visionsweep.outcome import Outcome, trial_outcome
 from visionsweep.registry._pyfunc import MODEL_SPEC_FILE, TRIAL_MODEL_FOLDER, WEIGHTS_FILE
 from visionsweep.tracking._store import (TAG_KIND, TAG_NEVER_PREDICTED, TAG_OUTCOME, TAG_PARENT, TimedClient,
@@ -19,6 +19,12 @@ from visionsweep.trainables import MODEL_FILE, PREDICTIONS_FILE, TrialData
 TAG_TRIAL_ID = "visionsweep.trial_id"  # the Ray trial id: how a resumed driver finds a trial's run
 TAG_PREDICTIONS = "visionsweep.predictions"  # stored | none: whether the trial left predictions for the ensemble
 ERROR_TAG_CHARS = 5000  # MLflow tag values hold at most 8000 characters
+TAG_MODEL = "visionsweep.model"  # the trial's model: a registered name, timm/NAME or pkg.module:function
+TAG_IMPORT_PATH = "visionsweep.model.import_path"  # a user's model: where it was imported from
+TAG_SOURCE_SHA256 = "visionsweep.model.source_sha256"  # ... and the hash of its code (models.imported)
+TAG_SOURCE_FILE = "visionsweep.model.source"  # ... the file or package the driver read it from
+TAG_PACKAGE_VERSION = "visionsweep.model.package_version"  # ... or the version of the package it is installed from
+CODE_FOLDER = "code"  # in the trained model's folder: a copy of the user's model code, to rebuild it anywhere
 
 
 @dataclass
@@ -62,6 +68,7 @@ class TrialLogger(tune.Callback):
         self.sweep = sweep
         self.records: dict[str, TrialRecord] = {}
         self._restored_trials_settled = False
+        self._tags_by_model: dict[str, dict[str, str]] = {}
 
     def on_step_begin(self, iteration, trials, **info):
         # A resumed sweep: trials that ended before the dead driver's last snapshot come back already
@@ -92,10 +99,25 @@ class TrialLogger(tune.Callback):
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{trial.trial_id}",
-            tags={TAG_PARENT: self.parent_run_id, TAG_KIND: "trial", TAG_TRIAL_ID: trial.trial_id},
+            tags={TAG_PARENT: self.parent_run_id, TAG_KIND: "trial", TAG_TRIAL_ID: trial.trial_id,
+                  **self._model_tags(self.sweep.trial_model(trial.config))},
         )
         log_params(self.client, run.info.run_id, trial.config)
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, run.info.run_id, dict(trial.config))
+
+    def _model_tags(self, model: str) -> dict[str, str]:
+        """The model's name; for a user's model its import path and code: hash and file, or package version."""
+        if model not in self._tags_by_model:
+            tags = {TAG_MODEL: model}
+            if models.is_import_path(model):
+                code = models.user_code(model)
+                tags[TAG_IMPORT_PATH] = model
+                if code.unit is not None:
+                    tags.update({TAG_SOURCE_SHA256: code.sha256, TAG_SOURCE_FILE: str(code.unit)})
+                elif code.package_version:
+                    tags[TAG_PACKAGE_VERSION] = code.package_version
+            self._tags_by_model[model] = tags
+        return self._tags_by_model[model]
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         record = self.records[trial.trial_id]
@@ -188,13 +210,18 @@ class TrialLogger(tune.Callback):
     def _write_model(self, folder: Path, weights_file: Path, config: dict) -> None:
         folder.mkdir()
         (folder / WEIGHTS_FILE).write_bytes(weights_file.read_bytes())
+        model = self.sweep.trial_model(config)
         spec = {
-            "model": self.sweep.model,
+            "model": model,
             "params": self.sweep.trial_settings(config)[1],
             "shape": self.data.model_shape,
             "classes": list(self.data.classes),
             "normalization": self.data.normalization,  # per-channel mean and std on the 0..1 scale
         }
+        if models.is_import_path(model) and (code := models.user_code(model)).unit is not None:
+            # The user's code goes with the weights: a promoted model rebuilds from this copy (MLflow code_paths).
+            copied = models.copy_code(code.unit, folder / CODE_FOLDER)
+            spec["code"] = {"path": str(copied.relative_to(folder)), "sha256": code.sha256}
         (folder / MODEL_SPEC_FILE).write_text(json.dumps(spec, indent=1))
 
     def close_open_runs(self) -> None:

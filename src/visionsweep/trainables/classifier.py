@@ -215,7 +215,7 @@ class Training:
         for fold in folds:
             for seed in seeds:
                 torch.manual_seed(seed)
-                model = models.create(config.model, **data.model_shape, **model_params).to(device)
+                model = models.create(config.trial_model(params), **data.model_shape, **model_params).to(device)
                 members.append(Member(model, fold, recipe, seed, trial.max_epochs))
         return cls(data, data.task, recipe, preprocess, preprocess.images(data.x_test),
                    make_loss(recipe, data.task).to(device), members, len(seeds),
