@@ -4,7 +4,7 @@ import subprocess
 import pytest
 import ray
 
-from servers import free_port, wait_until_serving
+from servers import LOCAL_RAY, free_port, wait_until_serving
 from visionsweep.cli import server_command, server_environment
 
 
@@ -12,7 +12,7 @@ from visionsweep.cli import server_command, server_environment
 def local_ray():
     """One real local Ray for the session (ray.init costs 3-10 s). Tests that run their own cluster don't use it."""
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(**LOCAL_RAY)
     yield
     ray.shutdown()
 

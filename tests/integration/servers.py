@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# The session's local Ray (conftest's local_ray); a test that needs Ray started another way restores it so.
+LOCAL_RAY = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -15,9 +18,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_serving(url: str, server: subprocess.Popen, log_path, stop) -> None:
-    """Polls URL/health until the server answers; if it exits or takes over 60 s, `stop()` it and fail with its log."""
-    deadline = time.monotonic() + 60
+def wait_until_serving(url: str, server: subprocess.Popen, log_path, stop, timeout: float = 60) -> None:
+    """Polls URL/health until the server answers; if it exits or takes over `timeout` s, `stop()` it and fail with its log."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             urllib.request.urlopen(f"{url}/health", timeout=1)

@@ -2,13 +2,14 @@
 
 import sys
 import textwrap
+from pathlib import Path
 
 import optuna
 import pytest
 import torch
 
 from visionsweep import models
-from visionsweep.config import ConfigError, parse_config
+from visionsweep.config import ConfigError, load_config, parse_config
 from visionsweep.search_spaces import DefineByRun
 
 USER_MODULE = '''
@@ -252,3 +253,16 @@ assert torch.equal(model.conv1[0].weight, weights["conv1.0.weight"])
 assert model.get_classifier().out_features == 3
 print("timm-ok")
 '''
+
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.rglob("*.yaml")), ids=lambda p: str(p.relative_to(EXAMPLES)))
+def test_every_example_sweep_file_is_valid_from_its_folder(path, monkeypatch):
+    monkeypatch.chdir(path.parent)  # examples/byo/byo.yaml finds my_models.py in the working directory
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        load_config(path)
+    finally:
+        sys.modules.pop("my_models", None)
