@@ -10,6 +10,7 @@ not Ray: it is what a served model imports.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,12 @@ class Member:
         self.centre = centre  # multi-label ensemble member: its own thresholds, moved to 0.5 before voting
         spec = json.loads((folder / MODEL_SPEC_FILE).read_text())
         self.multilabel = spec["shape"]["multilabel"]
+        if spec.get("code") and models.is_import_path(spec["model"]):
+            # A user's model: the copy of its code the trial ran with (a promoted model also has it on sys.path
+            # through MLflow's code_paths; a trial's model loaded for a report has only this copy).
+            root = str(folder / Path(spec["code"]["path"]).parent)
+            if root not in sys.path:
+                sys.path.append(root)
         self.model = models.create(spec["model"], **spec["shape"], **models.without_pretrained(spec["params"]))
         self.model.load_state_dict(torch.load(folder / WEIGHTS_FILE, weights_only=True))
         self.model.eval()
