@@ -71,7 +71,7 @@ def test_report_needs_a_sweep(reported_sweep, capsys):
     assert "no MLflow experiment named 'no-such'" in capsys.readouterr().err
     trial = tracking.trial_runs(reported_sweep.client, reported_sweep.sweep_run_id)[0]
     assert main(["report", "--sweep", trial.info.run_id, "--tracking-uri", reported_sweep.uri]) == 1
-    assert "is not a visionsweep sweep run" in capsys.readouterr().err
+    assert f"is a trial, not a sweep; its sweep: --sweep {reported_sweep.sweep_run_id}" in capsys.readouterr().err
 
 
 def test_class_activation_maps_of_the_final_ensembles_best_member(reported_sweep):
