@@ -80,7 +80,12 @@ def rung_study(study: optuna.Study, rungs: list[float], max_epochs: int) -> tupl
     if len(reached) < 2:
         raise ValueError(f"needs at least two trials that reached epoch {milestones[0]}; the study has {len(reached)}")
     shared = max(m for m in milestones if all(max(t.intermediate_values) >= m for t in reached))
-    derived = optuna.create_study(directions=study.directions)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" on the terminal
+    try:
+        derived = optuna.create_study(directions=study.directions)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     derived.add_trials([
         optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=t.intermediate_values[shared])
         for t in reached if shared in t.intermediate_values
