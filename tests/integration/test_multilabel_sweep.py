@@ -97,6 +97,14 @@ def test_multilabel_sweep_and_ensemble(local_ray, tmp_path):
                    for m in ("precision", "recall", "f1")) in page
     lost = best_run.data.tags.get(tracking.TAG_NEVER_PREDICTED) or "none: every class is given to some test image"
     assert f"<th>never predicted by the best trial</th><td>{lost}</td>" in page
+    # Multi-label error analysis and Grad-CAM per label, on the final ensemble's best member.
+    for heading in ("Wrong labels per class", "Labels confused", "Rarest labels", "Class activation maps"):
+        assert f"<h2>{heading}</h2>" in page
+    explained = facts.explanation
+    assert explained is not None, facts.notes
+    assert {e.label for e in explained.examples} <= set(range(len(facts.classes)))
+    assert all(e.label == e.cls for e in explained.examples)  # per label: the map is for that label
+    assert "Grad-CAM of trial " in page and "for each label" in page
 
 
 def test_user_folder_with_a_broken_file_logs_it(local_ray, tmp_path):
