@@ -266,3 +266,11 @@ def test_every_example_sweep_file_is_valid_from_its_folder(path, monkeypatch):
         load_config(path)
     finally:
         sys.modules.pop("my_models", None)
+
+
+def test_a_submitted_job_carries_the_users_model_code(user_module, tmp_path):
+    from visionsweep.orchestrator._submit import job_runtime_env
+
+    config = parse_config({"name": "byo", "model": {"categorical": ["cnn", f"{user_module}:tiny_net"]}})
+    modules = job_runtime_env(config, str(tmp_path))["py_modules"]
+    assert modules[0].endswith("visionsweep") and modules[1:] == [str(tmp_path / f"{user_module}.py")]

@@ -38,12 +38,7 @@ def submit_sweep(
         Path(folder, UPLOADED_CONFIG).write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
         job_id = client.submit_job(
             entrypoint=" ".join(entrypoint),
-            runtime_env={
-                "working_dir": folder,
-                # visionsweep itself, and the code of your models given by import path (driver and workers import it)
-                "py_modules": [str(Path(visionsweep.__file__).parent), *sorted({str(c.unit) for c in user_code(config)})],
-                "env_vars": {"RAY_AUTH_MODE": "disabled"},
-            },
+            runtime_env=job_runtime_env(config, folder),
             metadata={"visionsweep.sweep": config.name},
         )
     print(f"submitted job {job_id} to {address}", flush=True)
@@ -51,6 +46,16 @@ def submit_sweep(
         print(f"follow it: ray job logs --address {address} --follow {job_id}")
         return job_id, None
     return job_id, follow_job(client, job_id)
+
+
+def job_runtime_env(config: SweepConfig, folder: str) -> dict:
+    """The job's working directory (the uploaded config) and the code its driver and workers import:
+    visionsweep itself and the code of the sweep's models given by import path."""
+    return {
+        "working_dir": folder,
+        "py_modules": [str(Path(visionsweep.__file__).parent), *sorted({str(c.unit) for c in user_code(config)})],
+        "env_vars": {"RAY_AUTH_MODE": "disabled"},
+    }
 
 
 def follow_job(client: JobSubmissionClient, job_id: str) -> JobStatus:
