@@ -2,8 +2,8 @@
 
 Such a machine (the device machines this project is lent: Python 3.12 on x86-64 whose python3 already holds a
 CUDA build of torch and torchvision, and no network) gets, from this folder: the wheels of the project's other
-dependencies that its image lacks, resolved here with the project's pins from pyproject.toml (ray with the
-`tune` extra only: the benchmark starts no dashboard), and Debian's dataset-fashion-mnist. Needs PyPI and
+dependencies that its image lacks, resolved here with pyproject.toml's requirements and the exact versions of
+constraints.txt (ray with the `tune` extra only: the benchmark starts no dashboard), and Debian's dataset-fashion-mnist. Needs PyPI and
 Debian's archive here (pip and apt-get), about 300 MB of downloads.
 
 One device call carries at most 64 MiB of files, so they go into numbered folders of at most PART_BYTES each
@@ -54,12 +54,12 @@ def project_name(wheel: Path) -> str:
 
 
 def requirements() -> list[str]:
-    """pyproject.toml's dependencies, less what the image brings; ray without the dashboard's extra."""
+    """pyproject.toml's dependencies the image lacks; ray without the dashboard's extra."""
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     wanted = []
     for line in listed:
         name = re.split(r"[\[<>=!~ ;]", line, maxsplit=1)[0].lower()
-        if name in ("torch", "torchvision"):
+        if name in IMAGE_HAS:  # torch, torchvision, timm (whose torch pip would resolve to GBs of CUDA), numpy...
             continue
         wanted.append(re.sub(r"^ray\[[^\]]*\]", "ray[tune]", line))
     return wanted
@@ -68,7 +68,8 @@ def requirements() -> list[str]:
 def download(folder: Path) -> list[Path]:
     platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version",
-                    PYTHON, "--implementation", "cp", *platforms, "-d", str(folder), *requirements()], check=True)
+                    PYTHON, "--implementation", "cp", *platforms, "-c", str(ROOT / "constraints.txt"), "-d", str(folder),
+                    *requirements()], check=True)
     subprocess.run(["apt-get", "download", "dataset-fashion-mnist"], cwd=folder, check=True)
     return sorted(folder.iterdir())
 

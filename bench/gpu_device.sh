@@ -3,11 +3,11 @@
 # into $OUT (default bench/results/device).
 #
 # It needs the package registries, or what bench/gpu_carry.py prepared from them:
-# - With PyPI and Debian's archive reachable (a cloud GPU machine): a venv with the project's pins, as
-#   `make setup` makes it (torch 2.14.1, torchvision 0.29.1, then the project), and dataset-fashion-mnist.
+# - With PyPI and Debian's archive reachable (a cloud GPU machine): a venv with the project's pins
+#   (constraints.txt), as `make setup` makes it, and dataset-fashion-mnist.
 # - With .gpu-carry/ beside this checkout (a machine without network whose python3 already holds a CUDA torch,
-#   as the device machines this project is lent): the carried wheels (the project's pins, what that image
-#   lacks) go into /tmp/site without touching the image's packages, and Fashion-MNIST is unpacked from its
+#   as the device machines this project is lent): the carried wheels (constraints.txt's pins, what that
+#   image lacks) go into /tmp/site without touching the image's packages, and Fashion-MNIST is unpacked from its
 #   Debian package. torch is then the image's own: gpu.json's environment names the torch that ran.
 #
 #     bash bench/gpu_device.sh [bench/gpu.py options]
@@ -38,8 +38,7 @@ if [ -d "$CARRY" ]; then
 else
   test -x .venv/bin/python || python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
-  .venv/bin/pip install --quiet -e .
+  .venv/bin/pip install --quiet -c constraints.txt -e .
   test -d /usr/share/datasets/fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)
   PYTHON=.venv/bin/python
   export PYTHONPATH=$PWD/src
