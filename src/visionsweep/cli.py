@@ -1,13 +1,11 @@
 """`visionsweep` command line: validate, run, submit, resume, ensemble, promote, predict, report, explain, ui, models, spaces, datasets."""
 
 import argparse
-import contextlib
 import os
 import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import urlparse
 
 from visionsweep.config import ConfigError, load_config, resolve_tracking_uri
@@ -170,8 +168,13 @@ def cmd_validate(args) -> int:
     trials = (f"{sum(map(len, config.search.values.values()))} coordinate trials at most"
               if config.search.strategy == "coordinate" else f"{config.search.trials} trials")
     repeats = f" x {config.search.repeats} seeds" if config.search.repeats > 1 else ""
-    models = " | ".join(config.model_choices)
-    print(f"{args.config}: ok ({trials}{repeats} of model {models} on {config.data.dataset})")
+    what = "model " + " | ".join(config.model_choices)
+    if config.trainable:  # your own training function must import here as it will in the trials
+        from visionsweep.trainables import load_trainable
+
+        load_trainable(config.trainable, config.folder)
+        what = f"training function {config.trainable}"
+    print(f"{args.config}: ok ({trials}{repeats} of {what} on {config.data.dataset})")
     rows = f"{len(listing.files)} files" if listing.files else f"{len(listing.labels)} rows"
     given = f", of which {len(listing.test_rows)} the given test set" if listing.test_rows is not None else ""
     kind = f"multi-label, {len(listing.classes)} labels" if listing.multilabel else f"multi-class, {len(listing.classes)} classes"
@@ -201,17 +204,17 @@ def local_shortfalls(resources) -> list[str]:
 
 
 def cmd_run(args) -> int:
-    config = load_config(args.config, args.set)  # fails here, before Ray starts
+    from visionsweep import api
+
+    config = api.as_config(args.config, args.set)  # fails here, before Ray starts
     if not (args.address or os.environ.get("RAY_ADDRESS")):  # a new local Ray: it has this machine only
         shortfalls = local_shortfalls(config.resources)
         if shortfalls:
             raise ConfigError("; ".join(shortfalls) + ": no trial could start here; lower them, or run on a "
                               "cluster (visionsweep submit, or run --address)")
-    from visionsweep.orchestrator import run_sweep
-
-    uri = resolve_tracking_uri(args.tracking_uri, config)
-    result = run_sweep(config, uri, storage_path=args.storage_path, address=args.address, verbose=args.verbose)
-    return report_sweep(config, result, uri)
+    result = api.run(config, tracking_uri=args.tracking_uri, storage_path=args.storage_path, address=args.address,
+                     verbose=args.verbose)
+    return report_sweep(config, result.sweep, result.tracking_uri)
 
 
 def report_sweep(config, result, uri) -> int:
@@ -255,44 +258,24 @@ def cmd_resume(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    from visionsweep import tracking
-    from visionsweep.ensemble import parse_top_k, run_ensemble
+    from visionsweep import api
 
-    for k in args.top_k:
-        try:
-            parse_top_k(k)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-    if not (args.experiment or args.sweep or args.members):
-        raise ConfigError("give --experiment (its latest sweep), --sweep RUN_ID or --members MODEL_URI ...")
-    if args.greedy_rounds < 1:
-        raise ConfigError(f"--greedy-rounds {args.greedy_rounds}: must be at least 1")
+    table = api.ensemble(args.sweep, experiment=args.experiment, members=args.members, top_k=args.top_k,
+                         voting=args.voting, greedy_rounds=args.greedy_rounds, thresholds=args.thresholds,
+                         tracking_uri=args.tracking_uri)
     uri = resolve_tracking_uri(args.tracking_uri)
-    client = tracking.TimedClient(uri)
-    sweep = None if args.members else args.sweep or tracking.latest_sweep(client, args.experiment)
-    if sweep:
-        tracking.sweep_run(client, sweep)  # a clear error for an id of no run, or of a trial
-    try:
-        table = run_ensemble(client, sweep, args.top_k, args.voting, args.greedy_rounds, args.thresholds, args.members)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    print(f"ensemble of {'sweep ' + sweep if sweep else ' '.join(args.members)} (run {table.run_id}):")
+    print(f"ensemble of {' '.join(args.members) if args.members else 'sweep ' + table.sweep_run_id} (run {table.run_id}):")
     print(table.format())
     print(f"register it: visionsweep promote --ensemble {table.run_id} --name NAME --tracking-uri {uri}")
     return 0
 
 
 def cmd_promote(args) -> int:
-    from mlflow.tracking import MlflowClient
+    from visionsweep import api, registry
 
-    from visionsweep import registry
-
-    uri = resolve_tracking_uri(args.tracking_uri)
-    client = MlflowClient(uri, registry_uri=uri)
-    candidate = (registry.ensemble_candidate(client, args.ensemble) if args.ensemble
-                 else registry.trial_candidate(client, args.run))
     try:
-        version = registry.promote(client, candidate, args.name, args.alias, args.force)
+        version, candidate = api.promote(run=args.run, ensemble=args.ensemble, name=args.name, alias=args.alias,
+                                         force=args.force, tracking_uri=args.tracking_uri)
     except registry.GateRefused as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -302,44 +285,13 @@ def cmd_promote(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from visionsweep import registry
+    from visionsweep import api
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
-    folder = Path(args.output).absolute().parent
-    if args.output != "-" and not folder.is_dir():
-        raise ConfigError(f"--output {args.output}: no folder {folder}")
-    try:
-        files = registry.image_files(args.paths)
-    except FileNotFoundError as err:
-        raise ConfigError(str(err)) from None
-    uri = resolve_tracking_uri(args.tracking_uri)
-    with written_on_success(args.output) as output:
-        predicted, failures = registry.predict_files(args.model, uri, files, output, args.batch_size)
-        if not predicted:
-            path, why = failures[0]
-            raise LookupError(f"none of the {len(files)} image files could be read (the first: {path}: {why}); "
-                              "nothing written")
+    predicted, failures = api.predict(args.model, args.paths, output=args.output, batch_size=args.batch_size,
+                                      tracking_uri=args.tracking_uri)
     where = "" if args.output == "-" else f" to {args.output}"
     print(f"{predicted} images predicted, {len(failures)} unreadable{where}", file=sys.stderr)
     return 0
-
-
-@contextlib.contextmanager
-def written_on_success(path: str):
-    """A text file to write `path` through (`-`: stdout): a file beside it that replaces it only when the block
-    ends without an error, so a failed command leaves no half-written file and an older one as it was."""
-    if path == "-":
-        yield sys.stdout
-        return
-    target = Path(path)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        with open(partial, "w", newline="") as handle:
-            yield handle
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def cmd_report(args) -> int:

@@ -15,13 +15,15 @@ before anything starts (no Ray, no MLflow).
 from __future__ import annotations
 
 import builtins
+import copy
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -265,6 +267,9 @@ class SweepConfig(_Section):
     model: str = "cnn"
     # fixed model parameters, not searched; in a family, each model gets those it takes
     model_params: dict[str, Any] = {}
+    # Your training function, `package.module:function`, called once per trial as train(params, trial) (README:
+    # bring your own training function); found on PYTHONPATH or beside the sweep file. None: the built-in one.
+    trainable: str | None = None
     train: TrainConfig = TrainConfig()
     augment: AugmentConfig = AugmentConfig()
     # parameter -> distribution; or a list of named spaces (`visionsweep spaces`) and mappings, merged in order
@@ -297,6 +302,20 @@ class SweepConfig(_Section):
             space = [{"model": family}, *space]
         return {**raw, "model": choices[0], "space": space}
 
+    # The sweep file's folder (load_config): where `trainable`'s package is looked for when not on PYTHONPATH.
+    _folder: str | None = PrivateAttr(None)
+
+    @property
+    def folder(self) -> str | None:
+        return self._folder
+
+    @field_validator("trainable")
+    @classmethod
+    def _module_colon_function(cls, trainable):
+        if trainable is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", trainable):
+            raise ValueError(f"{trainable!r}: expected package.module:function, e.g. mypackage.train:train")
+        return trainable
+
     @field_validator("space", mode="before")
     @classmethod
     def _compose_named_spaces(cls, space):
@@ -321,40 +340,41 @@ class SweepConfig(_Section):
                 f"data.dataset {self.data.dataset!r} is neither a registered dataset "
                 f"({', '.join(data.names())}) nor an existing path"
             )
-        for name, distribution in self.space.items():
-            if name != "model" and self._is_model_parameter(name):
-                # a searched model parameter: taken by every model of the family it is sampled for
-                when = (distribution.when or {}).get("model", choices)
-                for model in _as_list(when):
-                    if model not in choices:
-                        raise ValueError(f"space.{name}: when model is {model!r}, which is not among the models "
-                                         f"searched ({', '.join(choices)})")
-                    if not models.accepts(model, name):
-                        family = " (in a family of models, give it `when: {model: NAME}`)" if len(choices) > 1 else ""
-                        raise self._unknown(name, model, family)
-        for name in [*self.model_params, *self.search.values]:
-            if name != "model" and self._is_model_parameter(name) and \
-                    not any(models.accepts(model, name) for model in choices):
-                raise self._unknown(name, choices[0] if len(choices) == 1 else choices, "")
-        for model in self.search.values.get("model", []):
-            models.builder(model)
-        for model in {*choices, *self.search.values.get("model", [])}:
-            settings = self.trial_settings({"model": model})[1]
-            try:
-                models.check_params(model, settings)
-            except ValueError as err:
-                raise ValueError(f"model_params: {err}") from None
-            sampled = [k for k, d in self.space.items() if model in _as_list((d.when or {}).get("model", model))]
-            for name in sampled:  # each choice, or low and high, must fit the type the model declares
-                for value in self.space[name].extremes() if name != "model" and models.accepts(model, name) else ():
-                    try:
-                        models.check_params(model, {name: value})
-                    except ValueError as err:
-                        raise ValueError(f"space.{name}: {err}") from None
-            missing = models.missing_params(model, [*settings, *sampled, *self.search.values])
-            if missing:
-                raise ValueError(f"model {model!r} needs {', '.join(missing)} (no default in "
-                                 f"{models.allowed_text(model)}): set it in model_params or space")
+        if not self.trainable:  # your own training function reads whatever parameters it likes, builds its model
+            for name, distribution in self.space.items():
+                if name != "model" and self._is_model_parameter(name):
+                    # a searched model parameter: taken by every model of the family it is sampled for
+                    when = (distribution.when or {}).get("model", choices)
+                    for model in _as_list(when):
+                        if model not in choices:
+                            raise ValueError(f"space.{name}: when model is {model!r}, which is not among the models "
+                                             f"searched ({', '.join(choices)})")
+                        if not models.accepts(model, name):
+                            family = " (in a family of models, give it `when: {model: NAME}`)" if len(choices) > 1 else ""
+                            raise self._unknown(name, model, family)
+            for name in [*self.model_params, *self.search.values]:
+                if name != "model" and self._is_model_parameter(name) and \
+                        not any(models.accepts(model, name) for model in choices):
+                    raise self._unknown(name, choices[0] if len(choices) == 1 else choices, "")
+            for model in self.search.values.get("model", []):
+                models.builder(model)
+            for model in {*choices, *self.search.values.get("model", [])}:
+                settings = self.trial_settings({"model": model})[1]
+                try:
+                    models.check_params(model, settings)
+                except ValueError as err:
+                    raise ValueError(f"model_params: {err}") from None
+                sampled = [k for k, d in self.space.items() if model in _as_list((d.when or {}).get("model", model))]
+                for name in sampled:  # each choice, or low and high, must fit the type the model declares
+                    for value in self.space[name].extremes() if name != "model" and models.accepts(model, name) else ():
+                        try:
+                            models.check_params(model, {name: value})
+                        except ValueError as err:
+                            raise ValueError(f"space.{name}: {err}") from None
+                missing = models.missing_params(model, [*settings, *sampled, *self.search.values])
+                if missing:
+                    raise ValueError(f"model {model!r} needs {', '.join(missing)} (no default in "
+                                     f"{models.allowed_text(model)}): set it in model_params or space")
         from visionsweep import search_spaces
 
         search_spaces.check(self.space, self.fixed_values(), self.search.sampler)
@@ -444,9 +464,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> SweepConf
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    for override in overrides:
-        _apply_override(raw, override)
-    return parse_config(raw, source=str(path))
+    config = parse_config(apply_overrides(raw, overrides), source=str(path))
+    config._folder = str(path.parent.resolve())
+    return config
 
 
 def parse_config(raw: dict, source: str = "config") -> SweepConfig:
@@ -491,6 +511,14 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
             if parts:
                 parts.pop(0)
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def apply_overrides(raw: dict, overrides: list[str] = ()) -> dict:
+    """A copy of the settings `raw` with `dotted.key=value` overrides (as `--set` takes them) applied."""
+    raw = copy.deepcopy(raw)
+    for override in overrides:
+        _apply_override(raw, override)
+    return raw
 
 
 def _apply_override(raw: dict, override: str) -> None:

@@ -107,3 +107,33 @@ def test_trial_data_describes_the_split():
     assert data.task == MultiClass(["a", "b", "c"])
     assert data.model_shape == {"num_classes": 3, "in_channels": 1, "image_size": 4, "multilabel": False}
     assert len(data.normalization["mean"]) == 1 and data.normalization["std"][0] > 0
+
+
+def test_a_training_function_is_found_by_its_import_path(tmp_path):
+    from visionsweep.config import ConfigError
+    from visionsweep.trainables import load_trainable, train_classifier
+
+    package = tmp_path / "mine_for_test"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "loop.py").write_text("def train(params, trial):\n    pass\n")
+    with pytest.raises(ConfigError, match="cannot import mine_for_test.loop"):
+        load_trainable("mine_for_test.loop:train")  # neither on sys.path nor beside a sweep file
+    train, root = load_trainable("mine_for_test.loop:train", str(tmp_path))  # beside the sweep file
+    assert train.__name__ == "train" and root == str(tmp_path)
+    with pytest.raises(ConfigError, match="has no function 'fit'"):
+        load_trainable("mine_for_test.loop:fit", str(tmp_path))
+    assert load_trainable(None) == (train_classifier, None)
+    with pytest.raises(ConfigError, match="trainable: 'loop': expected package.module:function"):
+        parse_config({"name": "x", "trainable": "loop"})
+    # Your own function reads whatever parameters it likes: no check against the built-in recipe's names.
+    assert parse_config({"name": "x", "trainable": "a.b:c", "space": {"width": {"int": [8, 32]}}}).space
+
+
+def test_a_submitted_job_carries_the_training_functions_package(tmp_path):
+    from visionsweep.config import load_config
+    from visionsweep.orchestrator._submit import job_runtime_env
+
+    byo = Path(__file__).resolve().parents[2] / "examples" / "byo"
+    config = load_config(byo / "trainable.yaml")
+    assert str(byo / "byo") in job_runtime_env(config, str(tmp_path))["py_modules"]

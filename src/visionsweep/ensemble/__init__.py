@@ -5,6 +5,9 @@ The voting and selection functions are plain numpy and import nothing else, beca
 model imports them where it is served; the job (MLflow, Ray) loads when first used.
 """
 
+import sys
+import types
+
 from visionsweep.ensemble.agreement import member_agreement
 from visionsweep.ensemble.selection import fit_weights, greedy_selection
 from visionsweep.ensemble.voting import centre_on_thresholds, hard_vote, soft_vote
@@ -25,3 +28,17 @@ def __getattr__(name):
 
         return Members
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """`visionsweep.ensemble(...)` is the Python API's ensemble function (api.py), and `visionsweep.ensemble` is
+    also this package: importing a subpackage sets the parent's attribute of that name to the module, so the
+    module itself answers the call."""
+
+    def __call__(self, *args, **kwargs):
+        from visionsweep.api import ensemble
+
+        return ensemble(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -37,6 +37,8 @@ class EnsembleTable:
     agreement: dict = field(default_factory=dict)  # mean pairwise disagreement / error correlation on the test rows
     matrices: dict = field(default_factory=dict, repr=False)  # agreement matrices (members x members)
     run_id: str = ""
+    sweep_run_id: str = ""  # the sweep the ensemble run is logged under
+    left_out: list[str] = field(default_factory=list)  # trial runs without stored predictions
 
     def format(self) -> str:
         def cell(row, key):
@@ -58,6 +60,8 @@ class EnsembleTable:
                 lines.append(f"never predicted on test rows by the final ensemble: {', '.join(self.final['never_predicted'])}")
         if self.agreement:
             lines.append("agreement on test rows: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in self.agreement.items()))
+        if self.left_out:
+            lines.append(f"left out, no stored predictions ({len(self.left_out)}): {', '.join(self.left_out)}")
         return "\n".join(lines)
 
 
@@ -194,12 +198,14 @@ def run_ensemble(
     greedy_rounds: int = 50, thresholds: str = "per_class", model_uris: list[str] | None = None,
 ) -> EnsembleTable:
     """Ensembles a sweep's trials (or the trials behind registered models) and logs a run under the sweep."""
-    from visionsweep.ensemble._members import load_members, registered_members, sweep_members
+    from visionsweep.ensemble._members import load_members, registered_members, sweep_members, without_predictions
 
     runs, names = registered_members(client, model_uris) if model_uris else sweep_members(client, sweep_run_id)
     members = load_members(client, runs, names)
     started = time.perf_counter()
     table = build_table(members, top_k, voting, greedy_rounds, thresholds)
+    table.left_out = [] if model_uris else without_predictions(client, sweep_run_id)
+    table.sweep_run_id = members.sweep_run_id
     compute_seconds = time.perf_counter() - started
     sweep = client.get_run(members.sweep_run_id)
     tags = {TAG_PARENT: members.sweep_run_id, TAG_KIND: "ensemble", "visionsweep.voting": voting,
@@ -239,7 +245,7 @@ def _log(client, table: EnsembleTable, members: Members, compute_seconds: float)
         (folder / "ensemble_table.json").write_text(json.dumps({
             "measure": table.measure, "best_single": table.best_single, "rows": table.rows, "methods": table.methods,
             "final": spec, "curve": table.curve, "agreement": table.agreement,
-            "members": members.run_ids, "member_names": members.names,
+            "members": members.run_ids, "member_names": members.names, "left_out": table.left_out,
         }, indent=1))
         (folder / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=1))
         np.savez(folder / PREDICTIONS_FILE, **final_predictions(members, final), classes=np.array(members.classes))

@@ -55,11 +55,18 @@ def sweep_members(client, sweep_run_id: str) -> tuple[list, list[str]]:
             client, sweep_run_id,
             order_by=[f"metrics.best_{metric} {'DESC' if mode == 'max' else 'ASC'}", "attributes.start_time ASC"],
         )
-        if f"best_{metric}" in run.data.metrics
+        if f"best_{metric}" in run.data.metrics and run.data.tags.get(tracking.TAG_PREDICTIONS) != "none"
     ]
     if not ranked:
         raise LookupError(f"sweep {sweep_run_id} has no trial with stored predictions")
     return ranked, [run.info.run_name for run in ranked]
+
+
+def without_predictions(client, sweep_run_id: str) -> list[str]:
+    """The names of the sweep's trial runs that ended without stored predictions (a training function that
+    passed none to `trial.report`): the ensemble leaves them out, and says so."""
+    return sorted(run.info.run_name for run in tracking.trial_runs(client, sweep_run_id)
+                  if run.data.tags.get(tracking.TAG_PREDICTIONS) == "none")
 
 
 def registered_members(client, uris: list[str]) -> tuple[list, list[str]]:

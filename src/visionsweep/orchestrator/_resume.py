@@ -6,6 +6,7 @@ the MLflow parent run with its trial runs, matched to Ray trials through the `vi
 Interrupted trials continue from their last checkpoint in their own MLflow run.
 """
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from visionsweep.config import SweepConfig, parse_config
 from visionsweep.orchestrator._searcher import TellStoppedTrials
 from visionsweep.orchestrator._state import SweepState
 from visionsweep.orchestrator._sweep import SweepResult, connect_ray, finish, make_trainable, user_code
-from visionsweep.trainables import TrialData
+from visionsweep.trainables import TrialData, load_trainable
 
 
 def resume_sweep(
@@ -34,6 +35,7 @@ def resume_sweep(
     with tempfile.TemporaryDirectory() as folder:
         config = parse_config(yaml.safe_load(Path(client.download_artifacts(sweep_run_id, "config.yaml", folder)).read_text()))
     state = SweepState.from_tags(run.data.tags)
+    _, code_folder = load_trainable(config.trainable, os.getcwd())
     dataset = data.load(config.data)
     if dataset.fingerprint() != run.data.tags.get("visionsweep.data_fingerprint"):
         raise LookupError(f"sweep {sweep_run_id}: dataset {config.data.dataset!r} changed since the sweep started")
@@ -49,7 +51,7 @@ def resume_sweep(
     try:
         connect_ray(address, verbose, user_code(config))
         tuner = tune.Tuner.restore(
-            state.tune_path, trainable=make_trainable(config, trial_data), resume_errored=True
+            state.tune_path, trainable=make_trainable(config, trial_data, code_folder), resume_errored=True
         )
         searcher = tuner._local_tuner._tune_config.search_alg
         # The callbacks come back unpickled, without their MLflow client or searcher: hand Tune live ones.

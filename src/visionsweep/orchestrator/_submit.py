@@ -3,10 +3,13 @@
 The laptop only uploads and leaves: the resolved config (overrides applied) goes up in the job's working
 directory, and this checkout's `visionsweep` package goes up with it, with the code of your own models
 (`model: pkg.module:function`), so the cluster runs the code you submitted, on the dependencies its nodes
-installed (cluster.yaml).
+installed (cluster.yaml). A sweep's own training function travels the same way: its top-level package as one
+of the job's `py_modules` (a single-file module in the working directory), importable by the driver and by
+every trial process on every node.
 """
 
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -18,6 +21,7 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 import visionsweep
 from visionsweep.config import SweepConfig
 from visionsweep.orchestrator._sweep import user_code
+from visionsweep.trainables import load_trainable
 
 UPLOADED_CONFIG = "sweep.yaml"
 FOLLOW_POLL = 2.0  # seconds between status checks while waiting for a job to end
@@ -50,12 +54,17 @@ def submit_sweep(
 
 def job_runtime_env(config: SweepConfig, folder: str) -> dict:
     """The job's working directory (the uploaded config) and the code its driver and workers import:
-    visionsweep itself and the code of the sweep's models given by import path."""
-    return {
-        "working_dir": folder,
-        "py_modules": [str(Path(visionsweep.__file__).parent), *sorted({str(c.unit) for c in user_code(config)})],
-        "env_vars": {"RAY_AUTH_MODE": "disabled"},
-    }
+    visionsweep itself, the code of the sweep's models given by import path, and the package of its own
+    training function (a single-file module is copied into the working directory instead)."""
+    py_modules = [str(Path(visionsweep.__file__).parent), *sorted({str(c.unit) for c in user_code(config)})]
+    if config.trainable:
+        _, code_folder = load_trainable(config.trainable, config.folder)
+        top = Path(code_folder, config.trainable.partition(".")[0].partition(":")[0])
+        if not top.is_dir():
+            shutil.copy2(top.with_suffix(".py"), folder)
+        elif str(top) not in py_modules:
+            py_modules.append(str(top))
+    return {"working_dir": folder, "py_modules": py_modules, "env_vars": {"RAY_AUTH_MODE": "disabled"}}
 
 
 def follow_job(client: JobSubmissionClient, job_id: str) -> JobStatus:

@@ -15,7 +15,7 @@ from visionsweep.orchestrator._state import SweepState, close_abandoned_trials
 from visionsweep.orchestrator.progress import SweepProgress
 from visionsweep.outcome import Outcome
 from visionsweep.search_spaces import CoordinateWalk, DefineByRun
-from visionsweep.trainables import TrialData, run_trial
+from visionsweep.trainables import TrialData, load_trainable, run_trial
 
 # Quiet Ray: no token auth prompt, no CSV/TensorBoard loggers (JSON only, for Tune's ResultGrid), no snapshot warning.
 RAY_ENVIRONMENT = {
@@ -61,6 +61,7 @@ def run_sweep(
     Ray's stock MLflow logger and record each result's order this way).
     """
     started = time.monotonic()
+    _, code_folder = load_trainable(config.trainable, config.folder)  # a ConfigError now, before Ray starts
     dataset = data.load(config.data)
     split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
                             config.data.folds)
@@ -86,7 +87,8 @@ def run_sweep(
     try:
         connect_ray(address, verbose, user_code(config))
         tuner = build_tuner(
-            config, trial_data, searcher, [logger, progress, *callbacks], state, verbose
+            config, make_trainable(config, trial_data, code_folder), searcher, [logger, progress, *callbacks], state,
+            verbose,
         )
         phases["startup_seconds"] = time.monotonic() - started
         tuner.fit()
@@ -184,10 +186,12 @@ def finish(config, client, writer, logger, sweep_run_id, status, study, started,
     return result
 
 
-def make_trainable(config: SweepConfig, trial_data: TrialData):
+def make_trainable(config: SweepConfig, trial_data: TrialData, code_folder: str | None = None):
+    """`run_trial` with the data and settings bound; `code_folder` is where trial processes find the package of
+    the sweep's own training function when it is not on their PYTHONPATH."""
     # Data and settings go through with_parameters: once into the object store, never into trial names.
     return tune.with_resources(
-        tune.with_parameters(run_trial, data=trial_data, config=config),
+        tune.with_parameters(run_trial, data=trial_data, config=config, code_folder=code_folder),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
     )
 
@@ -201,7 +205,7 @@ def log_dataset_report(client, run_id: str, dataset: data.Dataset) -> None:
         client.log_text(run_id, "\n".join(dataset.bad_files) + "\n", BAD_IMAGES_ARTIFACT)
 
 
-def build_tuner(config, trial_data, searcher, callbacks, state: SweepState, verbose) -> tune.Tuner:
+def build_tuner(config, trainable, searcher, callbacks, state: SweepState, verbose) -> tune.Tuner:
     if config.scheduler.kind == "asha":
         scheduler = ASHAScheduler(
             time_attr="epoch",
@@ -212,7 +216,7 @@ def build_tuner(config, trial_data, searcher, callbacks, state: SweepState, verb
     else:
         scheduler = FIFOScheduler()
     return tune.Tuner(
-        make_trainable(config, trial_data),
+        trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,

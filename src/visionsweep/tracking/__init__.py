@@ -21,7 +21,7 @@ from visionsweep.tracking._store import (
     trial_runs,
 )
 from visionsweep.tracking._study import STUDY_ARTIFACT, load_study, log_study
-from visionsweep.tracking._trial_logger import TrialLogger, TrialRecord
+from visionsweep.tracking._trial_logger import TAG_PREDICTIONS, TrialLogger, TrialRecord
 
 __all__ = [
     "LOST",
@@ -31,6 +31,7 @@ __all__ = [
     "TAG_KIND",
     "TAG_NEVER_PREDICTED",
     "TAG_OUTCOME",
+    "TAG_PREDICTIONS",
     "STUDY_ARTIFACT",
     "TimedClient",
     "TrialLogger",

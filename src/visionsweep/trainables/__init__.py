@@ -7,9 +7,11 @@ from visionsweep.trainables._trial import (
     Trial,
     TrialData,
     channel_stats,
+    load_trainable,
     run_trial,
 )
 from visionsweep.trainables.classifier import train_classifier
 
-__all__ = ["MODEL_FILE", "PREDICTIONS_FILE", "STATE_FILE", "Trial", "TrialData", "channel_stats", "run_trial",
+__all__ = ["MODEL_FILE", "PREDICTIONS_FILE", "STATE_FILE", "Trial", "TrialData", "channel_stats", "load_trainable",
+           "run_trial",
            "train_classifier"]

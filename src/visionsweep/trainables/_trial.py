@@ -18,8 +18,11 @@ checkpoint, so a trial stopped at any epoch still leaves them for MLflow, the en
                          state={"model": model.state_dict()})
 """
 
+import importlib
 import math
+import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from visionsweep.config import SweepConfig
+from visionsweep.config import ConfigError, SweepConfig
 from visionsweep.task import Task
 
 STATE_FILE = "state.pt"  # in each checkpoint: the epoch counters and the function's own `state`
@@ -203,12 +206,47 @@ def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[list[float], l
     return mean.tolist(), (std + 1e-6).tolist()
 
 
-def run_trial(params: dict, *, data: TrialData, config: SweepConfig, train=None) -> None:
-    """What Ray Tune calls per trial: a `Trial` (continuing from Tune's checkpoint, if any) handed to `train`,
-    the sweep's training function (default: the built-in classifier)."""
+def load_trainable(spec: str | None, folder: str | None = None) -> tuple[Callable, str | None]:
+    """The training function `package.module:function` names, and the folder its top-level package was
+    imported from (so that trial processes can import it too); (the built-in classifier, None) for None.
+
+    The module is found on sys.path (PYTHONPATH), else in `folder` (the sweep file's). Raises ConfigError
+    naming `trainable` when it cannot be imported or is not a function.
+    """
+    if spec is None:
+        from visionsweep.trainables.classifier import train_classifier
+
+        return train_classifier, None
+    module_name, _, name = spec.partition(":")
+    try:
+        module = _import(module_name, folder)
+    except Exception as err:
+        where = f"on PYTHONPATH or in {folder}" if folder else "on PYTHONPATH"
+        raise ConfigError(f"trainable {spec!r}: cannot import {module_name} ({type(err).__name__}: {err}); "
+                          f"the package must be {where}") from None
+    train = getattr(module, name, None)
+    if not callable(train):
+        raise ConfigError(f"trainable {spec!r}: module {module_name} has no function {name!r}")
+    root = Path(module.__file__).resolve().parents[module_name.count(".") + (module.__file__.endswith("__init__.py"))]
+    return train, str(root)
+
+
+def _import(module_name: str, folder: str | None):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        top = module_name.partition(".")[0]
+        if not folder or err.name != top or not (Path(folder, top).is_dir() or Path(folder, top + ".py").is_file()):
+            raise
+    sys.path.insert(0, folder)
+    return importlib.import_module(module_name)
+
+
+def run_trial(params: dict, *, data: TrialData, config: SweepConfig, code_folder: str | None = None) -> None:
+    """What Ray Tune calls per trial: a `Trial` (continuing from Tune's checkpoint, if any) handed to the
+    sweep's training function (`trainable`; default the built-in classifier), imported in this process."""
     from ray import tune
 
-    if train is None:
-        from visionsweep.trainables.classifier import train_classifier as train
+    train, _ = load_trainable(config.trainable, code_folder)
     torch.set_num_threads(max(1, int(config.resources.cpu)))
     train(params, Trial(data, config, checkpoint=tune.get_checkpoint()))
