@@ -1,8 +1,8 @@
 """Sampler latency: the time to ask Optuna for a new trial after 300, with the storage and sampler the tool uses.
 
-Measures: the tool's searcher itself (visionsweep.orchestrator.OptunaSearchWithPruning around Ray's
-OptunaSearch: an in-memory study; TPE, multivariate, constant liar; make_sampler as a sweep builds it)
-over the demo's space (examples/digits.yaml, 7 parameters, one categorical of booleans). Trials are
+Measures: the tool's searcher itself (visionsweep.orchestrator.StudySearch, Optuna's ask and tell behind
+Ray Tune's Searcher interface: an in-memory study; TPE, multivariate, constant liar; make_sampler as a
+sweep builds it) over the demo's space (examples/digits.yaml, 7 parameters, one categorical of booleans). Trials are
 asked and told in the rhythm of a sweep with 2 at once: two pending, each told a synthetic score
 (a smooth function of the parameters plus noise, no training) with a full epoch count, so TPE sees
 COMPLETE trials. Each `suggest` call (Optuna's ask plus the define-by-run space) is timed.
@@ -20,7 +20,7 @@ import numpy as np
 from _record import BENCH, parse_args, save
 
 from visionsweep.config import load_config
-from visionsweep.orchestrator import OptunaSearchWithPruning, make_sampler
+from visionsweep.orchestrator import StudySearch, make_sampler
 from visionsweep.search_spaces import DefineByRun
 
 TARGET_MS = 10.0
@@ -37,7 +37,7 @@ def synthetic_score(params: dict, rng) -> float:
 
 def ask_times(config, trials: int, sampler) -> list[float]:
     """Seconds of each suggest call, trial by trial."""
-    searcher = OptunaSearchWithPruning(
+    searcher = StudySearch(
         space=DefineByRun(config.space), metric="val_accuracy", mode="max", sampler=sampler,
         max_epochs=config.scheduler.max_epochs,
     )

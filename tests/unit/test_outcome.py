@@ -1,7 +1,7 @@
 import optuna
 import pytest
 
-from visionsweep.orchestrator import OptunaSearchWithPruning
+from visionsweep.orchestrator import StudySearch, open_study_storage
 from visionsweep.outcome import Outcome, trial_outcome
 from visionsweep.search_spaces import DefineByRun
 from visionsweep.config import Distribution
@@ -20,8 +20,8 @@ def test_a_trial_ended_by_its_own_early_stopping_is_complete_not_pruned():
     assert trial_outcome(3, max_epochs=10, errored=True, early_stopped=True) is Outcome.FAILED
 
 
-def searcher_over_one_parameter(max_epochs: int) -> OptunaSearchWithPruning:
-    return OptunaSearchWithPruning(
+def searcher_over_one_parameter(max_epochs: int) -> StudySearch:
+    return StudySearch(
         space=DefineByRun({"lr": Distribution(uniform=(0.0, 1.0))}),
         metric="val_accuracy",
         mode="max",
@@ -55,3 +55,24 @@ def test_a_trial_stopped_at_its_first_rung_still_reaches_optuna_with_its_score()
     searcher.on_trial_complete("stopped", {"val_accuracy": 0.3, "epoch": 1, "training_iteration": 1})
     (trial,) = searcher.study.trials
     assert trial.state is optuna.trial.TrialState.PRUNED and trial.intermediate_values == {1: 0.3}
+
+
+def test_a_resumed_searcher_tells_no_trial_twice(tmp_path):
+    """A driver died after telling a trial's end but before Tune's next searcher snapshot: the study's storage
+    holds the truth, and the new driver's searcher, restored from the older snapshot, does not tell it again."""
+    storage = lambda: open_study_storage(str(tmp_path / "study.journal"))  # noqa: E731
+    first = StudySearch(DefineByRun({"lr": Distribution(uniform=(0.0, 1.0))}), "val_accuracy", "max",
+                        optuna.samplers.RandomSampler(seed=0), max_epochs=2, study_name="s", storage=storage())
+    first.suggest("told"), first.suggest("running")
+    first.save(str(tmp_path / "snapshot.pkl"))
+    first.on_trial_complete("told", {"val_accuracy": 0.5, "epoch": 2, "training_iteration": 2})
+
+    second = StudySearch(DefineByRun({"lr": Distribution(uniform=(0.0, 1.0))}), "val_accuracy", "max",
+                         optuna.samplers.RandomSampler(seed=0), max_epochs=2, study_name="s", storage=storage())
+    second.restore(str(tmp_path / "snapshot.pkl"))
+    assert second.suggest("running") == first.suggest("running")  # a restored trial keeps its values
+    second.on_trial_complete("told", {"val_accuracy": 0.9, "epoch": 2})
+    second.on_trial_complete("running", {"val_accuracy": 0.7, "epoch": 2})
+    study = optuna.load_study(study_name="s", storage=storage())
+    assert [(t.state, t.value) for t in study.trials] == [(optuna.trial.TrialState.COMPLETE, 0.5),
+                                                          (optuna.trial.TrialState.COMPLETE, 0.7)]

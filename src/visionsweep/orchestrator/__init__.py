@@ -1,6 +1,6 @@
 """Builds and runs the Tuner: Optuna searcher (what to try), ASHA scheduler (what to stop), trainable (the work)."""
 
-from visionsweep.orchestrator._searcher import CoordinateSearch, OptunaSearchWithPruning, make_sampler
+from visionsweep.orchestrator._searcher import CoordinateSearch, StudySearch, make_sampler
 from visionsweep.orchestrator._resume import resume_sweep
 from visionsweep.orchestrator._state import SweepState, open_study_storage
 from visionsweep.orchestrator._submit import submit_sweep
@@ -8,7 +8,7 @@ from visionsweep.orchestrator._sweep import SweepResult, run_sweep
 
 __all__ = [
     "CoordinateSearch",
-    "OptunaSearchWithPruning",
+    "StudySearch",
     "SweepResult",
     "SweepState",
     "make_sampler",

@@ -1,55 +1,90 @@
 import pickle
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 from ray import tune
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from visionsweep import search_spaces
 from visionsweep.config import SearchConfig, SweepConfig
 from visionsweep.outcome import Outcome, trial_outcome
 
 
-class OptunaSearchWithPruning(OptunaSearch):
-    """Ray's OptunaSearch, but trials the scheduler stopped early reach the study as PRUNED.
+class StudySearch(Searcher):
+    """Ray Tune's searcher over an Optuna study, by Optuna's ask-and-tell interface.
 
-    Ray tells Optuna every stopped trial as COMPLETE with its early score as the final value, which
-    misleads TPE into treating a 1-epoch score like a finished run. Intermediate values are already
-    reported per epoch, so PRUNED trials still inform TPE.
+    Each new Ray trial asks the study for an Optuna trial and runs the define-by-run `space` on it; every
+    result is reported as an intermediate value; the end is told with the trial's true outcome. Trials
+    the scheduler stopped early are told PRUNED (Ray's own OptunaSearch tells them COMPLETE with their
+    early score as the final value, which misleads TPE into treating a 1-epoch score like a finished run);
+    their intermediate values still inform TPE.
+
+    `storage` None keeps the study in memory; it then comes back on resume from Tune's searcher snapshot.
     """
 
-    def __init__(self, *args, max_epochs: int, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, space: Callable[[optuna.Trial], dict[str, Any]], metric: str, mode: str,
+        sampler: optuna.samplers.BaseSampler, max_epochs: int, study_name: str | None = None,
+        storage: optuna.storages.BaseStorage | None = None,
+    ):
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
         self.max_epochs = max_epochs
+        # No pruner: the scheduler (ASHA) decides what stops; the study is told what it decided.
+        self.study = optuna.create_study(
+            storage=storage, sampler=sampler, pruner=optuna.pruners.NopPruner(), study_name=study_name,
+            direction="maximize" if mode == "max" else "minimize", load_if_exists=True,
+        )
+        self.trials: dict[str, optuna.Trial] = {}  # Ray trial id -> the Optuna trial asked for it
+        self.steps: dict[str, set[int]] = {}  # Ray trial id -> the steps reported to Optuna
+        self.told: set[str] = set()  # Ray trial ids whose end the study has been told
 
-    def on_trial_result(self, trial_id: str, result: dict):
-        if not self._told(trial_id):
-            super().on_trial_result(trial_id, result)
+    def suggest(self, trial_id: str) -> dict[str, Any]:
+        if trial_id not in self.trials:
+            self.trials[trial_id] = self.study.ask()
+            self.steps[trial_id] = set()
+        return self.space(self.trials[trial_id])  # asked again (a restored trial): the same values
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        if self._told(trial_id):
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.told or trial_id not in self.trials:  # not asked here: proposed after the last snapshot
+            return
+        step = result.get("training_iteration", result.get("epoch"))
+        if step is not None and step not in self.steps[trial_id] and self.metric in result:
+            self.trials[trial_id].report(result[self.metric], step)
+            self.steps[trial_id].add(step)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self.told or trial_id not in self.trials:
             return
         epoch, early_stopped = (result.get("epoch"), result.get("early_stopped")) if result else (None, False)
         outcome = trial_outcome(epoch, self.max_epochs, error, early_stopped)
-        if outcome is Outcome.PRUNED and self.metric in result:
+        if outcome is not Outcome.FAILED and result:
             # Ray does not pass the searcher the result on which the scheduler stopped the trial: without
             # it, a trial stopped at its first rung would reach TPE with no score at all.
-            reported = self.study._storage.get_trial(self._ot_trials[trial_id]._trial_id).intermediate_values
-            if result.get("training_iteration", epoch) not in reported:
-                super().on_trial_result(trial_id, {"training_iteration": epoch, **result})
-        if outcome is not Outcome.COMPLETE:
-            result = None  # OptunaSearch then tells FAIL (error) or PRUNED (no error)
-        super().on_trial_complete(trial_id, result, error)
+            self.on_trial_result(trial_id, result)
+        trial = self.trials[trial_id]
+        if outcome is Outcome.COMPLETE and result and self.metric in result:
+            self.study.tell(trial, result[self.metric])  # a NaN score is told FAIL by Optuna, with a warning
+        elif outcome is Outcome.FAILED:
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:  # its value is its last intermediate value
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        self.told.add(trial_id)
 
-    def _told(self, trial_id: str) -> bool:
-        """Already finished in a persistent study: a driver died after telling it, and Ray re-runs the trial's end."""
-        ot_trial = self._ot_trials.get(trial_id)
-        return ot_trial is not None and self.study._storage.get_trial(ot_trial._trial_id).state.is_finished()
+    # Ray saves the searcher with the experiment state and restores it on resume. A study in a storage is
+    # reopened from it when unpickled, so what it holds there is the truth: a driver that died after telling
+    # a trial's end must not tell it again.
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(self.__dict__, file)
 
-    @property
-    def study(self) -> optuna.Study:
-        return self._ot_study
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as file:
+            self.__dict__.update(pickle.load(file))
+        finished = {t.number for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()}
+        self.told |= {trial_id for trial_id, trial in self.trials.items() if trial.number in finished}
 
 
 def make_sampler(config: SweepConfig | SearchConfig, concurrent: int) -> optuna.samplers.BaseSampler:

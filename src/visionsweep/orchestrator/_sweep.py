@@ -10,7 +10,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from visionsweep import data, models, tracking
 from visionsweep.config import ConfigError, SweepConfig
-from visionsweep.orchestrator._searcher import CoordinateSearch, OptunaSearchWithPruning, TellStoppedTrials, make_sampler
+from visionsweep.orchestrator._searcher import CoordinateSearch, StudySearch, TellStoppedTrials, make_sampler
 from visionsweep.orchestrator._state import SweepState, close_abandoned_trials
 from visionsweep.orchestrator.progress import SweepProgress
 from visionsweep.outcome import Outcome
@@ -62,11 +62,7 @@ def run_sweep(
     """
     started = time.monotonic()
     _, code_folder = load_trainable(config.trainable, config.folder)  # a ConfigError now, before Ray starts
-    dataset = data.load(config.data)
-    split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
-                            config.data.folds)
-    trial_data = TrialData.of(dataset, split)
-    config.check_task(trial_data.task)  # known only now that the data says whether it is multi-label
+    dataset, split, trial_data = load_data(config)
     client, experiment_id = tracking.connect(tracking_uri, config.name)
     writer = tracking.BufferedClient(client, config.tracking.batch_seconds)
     sweep_run_id = tracking.start_sweep(writer, experiment_id, config, dataset, split)
@@ -75,32 +71,65 @@ def run_sweep(
         writer.set_tag(sweep_run_id, key, value)
     log_dataset_report(writer, sweep_run_id, dataset)
     logger = tracking.TrialLogger(writer, experiment_id, sweep_run_id, config, trial_data)
-    searcher = make_searcher(config, state)
     print(f"sweep run {sweep_run_id}; if this driver dies: visionsweep resume {sweep_run_id}", flush=True)
+    return drive(config, state, trial_data, client, writer, logger, address, verbose, callbacks, started,
+                 code_folder=code_folder)
+
+
+def load_data(config: SweepConfig) -> tuple[data.Dataset, data.Split, TrialData]:
+    """The sweep's dataset, decoded once, its split (the same rows each time for the same data and seed), and
+    what the trials get of them."""
+    dataset = data.load(config.data)
+    split = data.make_split(dataset, config.data.val_fraction, config.data.test_fraction, config.data.seed,
+                            config.data.folds)
+    trial_data = TrialData.of(dataset, split)
+    config.check_task(trial_data.task)  # known only now that the data says whether it is multi-label
+    return dataset, split, trial_data
+
+
+def drive(
+    config: SweepConfig, state: SweepState, trial_data: TrialData, client, writer, logger, address: str | None,
+    verbose: bool, callbacks=(), started: float | None = None, resumed: bool = False, code_folder: str | None = None,
+) -> SweepResult:
+    """Runs Ray Tune over the sweep until it is done, for `run` and `resume` alike, and closes it in MLflow.
+
+    `resumed`: Tune's experiment at `state.tune_path` continues (interrupted and errored trials from their last
+    checkpoints, the searcher from its snapshot); `logger` holds the trial records recovered from MLflow.
+    """
+    started = time.monotonic() if started is None else started
+    searcher = make_searcher(config, state)
     # With --verbose, Ray's own tables take the terminal: progress then goes out as plain lines.
     progress = SweepProgress(
         config.search.trials, config.search.metric, config.search.mode, config.scheduler.max_epochs,
         terminal=False if verbose else None,
     )
+    for record in logger.records.values():
+        if record.outcome is not None:
+            progress.count_earlier(record.outcome, record.best_val, record.trial_id)
     status = "FAILED"
-    phases = {}  # seconds: startup (data, MLflow, Ray) until the Tuner starts, then the Tuner itself
+    phases = {}  # seconds: startup (data, MLflow, Ray) until Tune starts, then Tune itself
     try:
         connect_ray(address, verbose, user_code(config))
-        tuner = build_tuner(
-            config, make_trainable(config, trial_data, code_folder), searcher, [logger, progress, *callbacks], state,
-            verbose,
-        )
+        if resumed and not tune.Tuner.can_restore(state.tune_path):
+            raise LookupError(f"no Ray Tune experiment to resume at {state.tune_path}")
+        arguments = tune_arguments(config, make_trainable(config, trial_data, code_folder), searcher,
+                                   [logger, progress, *callbacks], state, verbose)
         phases["startup_seconds"] = time.monotonic() - started
-        tuner.fit()
+        # Trials that errored (their process or node died with the driver) continue from their checkpoints too.
+        tune.run(**arguments, resume_config=tune.ResumeConfig(errored=tune.ResumeConfig.ResumeType.RESUME)
+                 if resumed else None)
         phases["tune_seconds"] = time.monotonic() - started - phases["startup_seconds"]
         status = "FINISHED"
+        lost = tracking.set_aside_lost(writer, logger.records) if resumed else []
+        if lost:
+            print(f"{len(lost)} trial run(s) of trials the dead driver never recorded set aside as {tracking.LOST}")
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         progress.close()
         study = getattr(searcher, "study", None)  # coordinate search has no Optuna study
-        result = finish(config, client, writer, logger, sweep_run_id, status, study, started, phases)
+        result = finish(config, client, writer, logger, logger.parent_run_id, status, study, started, phases)
     return result
 
 
@@ -108,7 +137,7 @@ def make_searcher(config: SweepConfig, state: SweepState):
     if config.search.strategy == "coordinate":
         walk = CoordinateWalk(config.search.values, config.search.order, config.search.mode, config.fixed_values())
         return CoordinateSearch(walk, config.search.metric, config.search.mode)
-    return OptunaSearchWithPruning(
+    return StudySearch(
         space=DefineByRun(config.space, config.fixed_values()),
         metric=config.search.metric,
         mode=config.search.mode,
@@ -205,7 +234,8 @@ def log_dataset_report(client, run_id: str, dataset: data.Dataset) -> None:
         client.log_text(run_id, "\n".join(dataset.bad_files) + "\n", BAD_IMAGES_ARTIFACT)
 
 
-def build_tuner(config, trainable, searcher, callbacks, state: SweepState, verbose) -> tune.Tuner:
+def tune_arguments(config, trainable, searcher, callbacks, state: SweepState, verbose) -> dict:
+    """`tune.run`'s arguments: the same for a new sweep and a resumed one."""
     if config.scheduler.kind == "asha":
         scheduler = ASHAScheduler(
             time_attr="epoch",
@@ -215,27 +245,24 @@ def build_tuner(config, trainable, searcher, callbacks, state: SweepState, verbo
         )
     else:
         scheduler = FIFOScheduler()
-    return tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=scheduler,
-            metric=config.search.metric,
-            mode=config.search.mode,
-            # coordinate: as many trials as the walk proposes (it answers FINISHED at the end)
-            num_samples=-1 if config.search.strategy == "coordinate" else config.search.trials,
-            max_concurrent_trials=config.resources.concurrent,
-            time_budget_s=config.search.time_budget_s,
-            reuse_actors=True,  # a new process per trial costs 3-4 s of torch import (STACK.md)
-            trial_dirname_creator=lambda trial: trial.trial_id,
-        ),
-        run_config=tune.RunConfig(
-            name=state.name,
-            storage_path=state.storage_root,
-            callbacks=[*callbacks, TellStoppedTrials(searcher), JsonLoggerCallback()],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            # A trial whose process or node died is retried from its last checkpoint (README: Cluster).
-            failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
-            verbose=2 if verbose else 0,
-        ),
+    return dict(
+        run_or_experiment=trainable,
+        name=state.name,
+        storage_path=state.storage_root,
+        search_alg=searcher,
+        scheduler=scheduler,
+        metric=config.search.metric,
+        mode=config.search.mode,
+        # coordinate: as many trials as the walk proposes (it answers FINISHED at the end)
+        num_samples=-1 if config.search.strategy == "coordinate" else config.search.trials,
+        max_concurrent_trials=config.resources.concurrent,
+        time_budget_s=config.search.time_budget_s,
+        reuse_actors=True,  # a new process per trial costs 3-4 s of torch import (docs/stack.md)
+        trial_dirname_creator=lambda trial: trial.trial_id,
+        callbacks=[*callbacks, TellStoppedTrials(searcher), JsonLoggerCallback()],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_at_end=False),
+        # A trial whose process or node died is retried from its last checkpoint (README: Cluster).
+        max_failures=config.resources.max_failures,
+        raise_on_failed_trial=False,  # a failed trial is an outcome of the sweep, told in MLflow, not an error
+        verbose=2 if verbose else 0,
     )

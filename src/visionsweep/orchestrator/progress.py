@@ -32,6 +32,7 @@ class SweepProgress(tune.Callback):
         self.epochs: dict[str, int] = {}
         self.ended = {outcome: 0 for outcome in Outcome}
         self.best: tuple[float, str] | None = None  # (score, trial id)
+        self.earlier = 0  # trials that ended before this driver started: not part of its pace
         self._bar = None
         self._last_line = self.started
         self._unshown = False  # something changed since the last plain line
@@ -44,10 +45,13 @@ class SweepProgress(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.epochs[trial.trial_id] = int(result["epoch"])
-        score = result.get(self.metric)
-        if score is not None and (self.best is None or self.sign * score > self.sign * self.best[0]):
-            self.best = (float(score), trial.trial_id)
-            self._changed()
+        self._score(result.get(self.metric), trial.trial_id)
+
+    def count_earlier(self, outcome: Outcome, best: float | None, trial_id: str) -> None:
+        """A trial that ended before this driver took the sweep over (`visionsweep resume`)."""
+        self.ended[outcome] += 1
+        self.earlier += 1
+        self._score(best, trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._end(trial.trial_id, errored=False)
@@ -68,9 +72,9 @@ class SweepProgress(tune.Callback):
 
     def eta_seconds(self) -> float | None:
         """Remaining time at the average pace of the trials done so far; None before the first ends."""
-        if not self.done:
+        if self.done <= self.earlier:
             return None
-        return (time.monotonic() - self.started) / self.done * max(0, self.total - self.done)
+        return (time.monotonic() - self.started) / (self.done - self.earlier) * max(0, self.total - self.done)
 
     def summary(self) -> str:
         parts = [
@@ -107,6 +111,11 @@ class SweepProgress(tune.Callback):
         self.running.discard(trial_id)
         self.ended[trial_outcome(self.epochs.get(trial_id), self.max_epochs, errored)] += 1
         self._changed()
+
+    def _score(self, score: float | None, trial_id: str) -> None:
+        if score is not None and (self.best is None or self.sign * score > self.sign * self.best[0]):
+            self.best = (float(score), trial_id)
+            self._changed()
 
     def _changed(self) -> None:
         self._unshown = True

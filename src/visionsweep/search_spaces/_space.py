@@ -40,7 +40,7 @@ def sampling_order(space: dict[str, Distribution]) -> list[str]:
 
 
 class DefineByRun:
-    """The callable OptunaSearch(space=...) calls with each new Optuna trial.
+    """The callable the sweep's searcher calls with each new Optuna trial (ask and tell).
 
     `fixed` holds the value of every parameter that is not sampled (train settings, model defaults and
     model_params): a condition or a repeat count that names one reads it there. A parameter whose condition
