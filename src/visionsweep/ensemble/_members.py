@@ -4,11 +4,10 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from visionsweep import tracking
 from visionsweep.ensemble.voting import centre_on_thresholds
@@ -129,16 +128,14 @@ def load_members(client, runs: list, names: list[str]) -> Members:
 
 
 def _load_predictions(client, run) -> dict[str, np.ndarray]:
-    """A run's predictions.npz, fetched straight from its artifact store with one request.
+    """A run's predictions.npz, fetched straight from its artifact store.
 
-    `client.download_artifacts` looks the run up again, and every download_artifacts first lists the path
-    to learn whether it is a folder: three requests for one known file. `_download_file` is the one
-    method every artifact repository (local, HTTP, S3, ...) implements for a single file.
+    By the artifact's full URI rather than `client.download_artifacts(run_id, ...)`, which looks the run up
+    again first: the run is known here.
     """
-    repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri)
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder, PREDICTIONS_FILE)
-        repository._download_file(remote_file_path=PREDICTIONS_FILE, local_path=str(path))
+        path = download_artifacts(artifact_uri=f"{run.info.artifact_uri}/{PREDICTIONS_FILE}",
+                                    dst_path=folder, tracking_uri=client.tracking_uri)
         with np.load(path, allow_pickle=False) as arrays:
             return dict(arrays)
 

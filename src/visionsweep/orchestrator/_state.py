@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import pyarrow.fs
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -15,6 +16,7 @@ from visionsweep.config import SweepConfig
 
 DEFAULT_CHECKPOINTS = "~/ray_results"  # Ray Tune's own default
 STUDY_JOURNAL = "optuna.journal"
+TUNE_STATE_PREFIX = "experiment_state-"  # Ray Tune's experiment snapshots: experiment_state-<time>.json
 TAG_TUNE_PATH = "visionsweep.tune_path"
 TAG_STUDY_STORAGE = "visionsweep.optuna_storage"
 TAG_STUDY_NAME = "visionsweep.study_name"
@@ -43,6 +45,15 @@ class SweepState:
     @property
     def tune_path(self) -> str:
         return f"{self.storage_root}/{self.name}"
+
+    def has_tune_experiment(self) -> bool:
+        """Whether Ray Tune saved the experiment's state at `tune_path` (a folder or a URI such as s3://...)."""
+        if "://" in self.tune_path:
+            filesystem, path = pyarrow.fs.FileSystem.from_uri(self.tune_path)
+        else:
+            filesystem, path = pyarrow.fs.LocalFileSystem(), self.tune_path
+        found = filesystem.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+        return any(Path(info.path).name.startswith(TUNE_STATE_PREFIX) for info in found)
 
     def tags(self) -> dict[str, str]:
         return {TAG_TUNE_PATH: self.tune_path, TAG_STUDY_NAME: self.name, TAG_STUDY_STORAGE: self.study_storage or ""}

@@ -110,7 +110,7 @@ def drive(
     phases = {}  # seconds: startup (data, MLflow, Ray) until Tune starts, then Tune itself
     try:
         connect_ray(address, verbose, user_code(config))
-        if resumed and not tune.Tuner.can_restore(state.tune_path):
+        if resumed and not state.has_tune_experiment():
             raise LookupError(f"no Ray Tune experiment to resume at {state.tune_path}")
         arguments = tune_arguments(config, make_trainable(config, trial_data, code_folder), searcher,
                                    [logger, progress, *callbacks], state, verbose)
