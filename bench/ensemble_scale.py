@@ -33,7 +33,8 @@ from mlflow.tracking import MlflowClient
 
 from visionsweep.cli import server_command, server_environment
 from visionsweep.ensemble import run_ensemble
-from visionsweep.tracking._store import TAG_KIND, TAG_PARENT, log_bytes
+from visionsweep.record import TAG_KIND, TAG_PARENT
+from visionsweep.tracking import log_bytes
 
 
 def synthetic_probs(members: int, labels: np.ndarray, classes: int, rng) -> np.ndarray:

@@ -298,7 +298,8 @@ def cmd_report(args) -> int:
     if not (args.sweep or args.experiment):
         raise ConfigError("report: give --sweep RUN_ID or --experiment NAME (its latest sweep)")
     from visionsweep import tracking
-    from visionsweep.report import REPORT_ARTIFACT, write_report
+    from visionsweep.record import REPORT_ARTIFACT
+    from visionsweep.report import write_report
 
     started = time.perf_counter()
     client = tracking.TimedClient(resolve_tracking_uri(args.tracking_uri))

@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from visionsweep import metrics, report, tracking
+from visionsweep import metrics, record, report, tracking
 from visionsweep.config import parse_config
 from visionsweep.ensemble import run_ensemble
 from visionsweep.orchestrator import run_sweep
@@ -69,7 +69,7 @@ def test_multilabel_sweep_and_ensemble(local_ray, tmp_path):
         assert logged["test_macro_f1"] == pytest.approx(np.mean([logged[f"test_f1_{c}"] for c in CLASSES]))
         assert client.get_metric_history(run.info.run_id, "test_f1_9")[0].step == logged["best_epoch"]
         never = metrics.never_predicted(stored["test_probs"], CLASSES, thresholds)
-        assert run.data.tags.get(tracking.TAG_NEVER_PREDICTED, "") == ", ".join(never)
+        assert run.data.tags.get(record.TAG_NEVER_PREDICTED, "") == ", ".join(never)
         assert all(logged[f"test_f1_{c}"] == 0 for c in never)
     best = result.best("max")
     assert best.best_val > 0.5  # far above chance: the tiles' digits are learnt
@@ -95,7 +95,7 @@ def test_multilabel_sweep_and_ensemble(local_ray, tmp_path):
     first = rows[0]["class"]
     assert "".join(f'<td class="">{best_run.data.metrics[f"test_{m}_{first}"]:.4f}</td>'
                    for m in ("precision", "recall", "f1")) in page
-    lost = best_run.data.tags.get(tracking.TAG_NEVER_PREDICTED) or "none: every class is given to some test image"
+    lost = best_run.data.tags.get(record.TAG_NEVER_PREDICTED) or "none: every class is given to some test image"
     assert f"<th>never predicted by the best trial</th><td>{lost}</td>" in page
     # Multi-label error analysis and Grad-CAM per label, on the final ensemble's best member.
     for heading in ("Wrong labels per class", "Labels confused", "Rarest labels", "Class activation maps"):

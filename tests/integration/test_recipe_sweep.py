@@ -12,8 +12,7 @@ from visionsweep.ensemble import run_ensemble
 from visionsweep.ensemble._members import load_members, sweep_members
 from visionsweep.orchestrator import run_sweep
 from visionsweep.outcome import Outcome
-from visionsweep.tracking._store import SPLIT_ARTIFACT
-from visionsweep.trainables import PREDICTIONS_FILE
+from visionsweep.record import PREDICTIONS_ARTIFACT, SPLIT_ARTIFACT
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +78,7 @@ def test_folds_report_the_mean_and_store_out_of_fold_predictions_the_ensemble_fi
     for record in result.records:
         assert record.outcome is Outcome.COMPLETE
         assert [m.step for m in client.get_metric_history(record.run_id, "val_accuracy_std")] == [1, 2]
-        stored = tracking.load_artifact_npz(client, record.run_id, PREDICTIONS_FILE)
+        stored = tracking.load_artifact_npz(client, record.run_id, PREDICTIONS_ARTIFACT)
         assert stored["oof_probs"].shape == (development, 10)
         np.testing.assert_array_equal(stored["val_probs"], stored["oof_probs"][len(split["train"]):])
         np.testing.assert_allclose(stored["oof_probs"].sum(axis=1), 1, atol=1e-5)  # every row predicted once

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from visionsweep import tracking
+from visionsweep import record, tracking
 from visionsweep.config import parse_config
 from visionsweep.outcome import Outcome
 from visionsweep.trainables import TrialData
@@ -18,18 +18,18 @@ pytestmark = pytest.mark.integration
 def test_records_come_back_and_lost_runs_are_set_aside(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.create_experiment("recovery", artifact_location=(tmp_path / "artifacts").as_uri())
-    sweep = client.create_run(experiment, tags={tracking.TAG_KIND: "sweep"}).info.run_id
+    sweep = client.create_run(experiment, tags={record.TAG_KIND: "sweep"}).info.run_id
 
     def trial(trial_id, epochs, status="RUNNING", outcome=None):
         run_id = client.create_run(experiment, tags={
-            "mlflow.parentRunId": sweep, tracking.TAG_KIND: "trial", "visionsweep.trial_id": trial_id,
+            "mlflow.parentRunId": sweep, record.TAG_KIND: "trial", "visionsweep.trial_id": trial_id,
             "visionsweep.nodes": "127.0.0.3,127.0.0.2",
         }).info.run_id
         client.log_param(run_id, "lr", "0.1")
         for epoch in range(1, epochs + 1):
             client.log_metric(run_id, "val_accuracy", epoch / 10, step=epoch)
         if outcome:
-            client.set_tag(run_id, tracking.TAG_OUTCOME, outcome)
+            client.set_tag(run_id, record.TAG_OUTCOME, outcome)
             client.log_metric(run_id, "best_val_accuracy", epochs / 10)
             client.log_metric(run_id, "test_accuracy", 0.9)
         if status != "RUNNING":
@@ -50,7 +50,7 @@ def test_records_come_back_and_lost_runs_are_set_aside(tmp_path):
     records["interrupted"].outcome = Outcome.COMPLETE  # the restored Tuner finished it
     assert tracking.set_aside_lost(client, records) == [never_recorded]
     lost = client.get_run(never_recorded)
-    assert lost.info.status == "KILLED" and lost.data.tags[tracking.TAG_KIND] == tracking.LOST
+    assert lost.info.status == "KILLED" and lost.data.tags[record.TAG_KIND] == record.KIND_LOST
     assert sorted(records) == ["done", "interrupted"]
     assert len(tracking.trial_runs(client, sweep)) == 2
 
@@ -65,8 +65,8 @@ def test_resumed_logger_closes_runs_of_trials_ray_restored_as_ended(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     experiment = client.create_experiment("recovery", artifact_location=(tmp_path / "artifacts").as_uri())
-    sweep = client.create_run(experiment, tags={tracking.TAG_KIND: "sweep"}).info.run_id
-    run_id = client.create_run(experiment, tags={"mlflow.parentRunId": sweep, tracking.TAG_KIND: "trial",
+    sweep = client.create_run(experiment, tags={record.TAG_KIND: "sweep"}).info.run_id
+    run_id = client.create_run(experiment, tags={"mlflow.parentRunId": sweep, record.TAG_KIND: "trial",
                                                  "visionsweep.trial_id": "t1"}).info.run_id
     client.log_metric(run_id, "val_accuracy", 0.1, step=1)
 
@@ -88,7 +88,7 @@ def test_resumed_logger_closes_runs_of_trials_ray_restored_as_ended(tmp_path):
     logger.on_step_begin(0, [trial])
 
     run = client.get_run(run_id)
-    assert run.info.status == "FINISHED" and run.data.tags[tracking.TAG_OUTCOME] == "complete"
+    assert run.info.status == "FINISHED" and run.data.tags[record.TAG_OUTCOME] == "complete"
     history = client.get_metric_history(run_id, "val_accuracy")
     assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3)], "epochs 2 and 3 caught up"
     assert tracking.set_aside_lost(client, logger.records) == []

@@ -11,7 +11,7 @@ import torch
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from visionsweep import models, registry, tracking
+from visionsweep import models, record, registry, tracking
 from visionsweep.ensemble import run_ensemble
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def store(request, tmp_path):
     rng = np.random.default_rng(0)
     images = {part: rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8) for part in ("val", "test")}
     labels = {part: (rng.random((40, 3)) < 0.5).astype(np.uint8) for part in ("val", "test")}
-    sweep = client.create_run(experiment, tags={tracking.TAG_KIND: "sweep", "visionsweep.metric": "val_micro_f1",
+    sweep = client.create_run(experiment, tags={record.TAG_KIND: "sweep", "visionsweep.metric": "val_micro_f1",
                                                 "visionsweep.mode": "max"}).info.run_id
     tracking._store.log_bytes(client, sweep, "split.npz", npz(
         train=np.arange(0), val=np.arange(40), test=np.arange(40, 80), val_labels=labels["val"],
@@ -50,7 +50,7 @@ def store(request, tmp_path):
     for seed, thresholds in enumerate(([0.45, 0.5, 0.55], [0.5, 0.5, 0.5], [0.52, 0.48, 0.5])):
         torch.manual_seed(seed)
         model = models.create("cnn", **SHAPE, **PARAMS).eval()
-        run = client.create_run(experiment, tags={"mlflow.parentRunId": sweep, tracking.TAG_KIND: "trial"}).info.run_id
+        run = client.create_run(experiment, tags={"mlflow.parentRunId": sweep, record.TAG_KIND: "trial"}).info.run_id
         folder = tmp_path / f"trial{seed}"
         (folder / "trained_model").mkdir(parents=True)
         torch.save(model.state_dict(), folder / "trained_model" / "weights.pt")
@@ -68,7 +68,7 @@ def store(request, tmp_path):
 def test_multilabel_ensemble_and_trial_reproduce_their_stored_predictions(store):
     client, sweep, images, folder = store
     table = run_ensemble(client, sweep, ["34%", "100%"], greedy_rounds=4, thresholds="per_class")
-    spec = json.loads(registry._promote._download_text(client, table.run_id, "ensemble.json"))
+    spec = json.loads(registry._promote._download_text(client, table.run_id, record.ENSEMBLE_ARTIFACT))
     assert all(m["centre"] is not None for m in spec["members"]) and len(spec["thresholds"]) == 3
 
     registry.promote(client, registry.ensemble_candidate(client, table.run_id), "ml-ensemble")

@@ -6,8 +6,8 @@ import re
 import optuna
 import pytest
 
-from visionsweep import tracking
-from visionsweep.report import REPORT_ARTIFACT
+from visionsweep import record, tracking
+from visionsweep.record import REPORT_ARTIFACT
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def test_progress_lines_while_the_sweep_ran(reported_sweep):
 def test_study_stored_with_the_sweep_agrees_with_mlflow(reported_sweep):
     study = tracking.load_study(reported_sweep.client, reported_sweep.sweep_run_id)
     runs = tracking.trial_runs(reported_sweep.client, reported_sweep.sweep_run_id)
-    outcomes = sorted(r.data.tags[tracking.TAG_OUTCOME] for r in runs)
+    outcomes = sorted(r.data.tags[record.TAG_OUTCOME] for r in runs)
     states = {optuna.trial.TrialState.COMPLETE: "complete", optuna.trial.TrialState.PRUNED: "pruned",
               optuna.trial.TrialState.FAIL: "failed"}
     assert sorted(states[t.state] for t in study.trials) == outcomes

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from visionsweep import tracking
+from visionsweep import record, tracking
 from visionsweep.cli import main
 from visionsweep.config import parse_config
 from visionsweep.ensemble import run_ensemble
@@ -35,13 +35,13 @@ SWEEP = {
 def check_sweep(result, uri):
     client = MlflowClient(uri)
     sweep = client.get_run(result.sweep_run_id)
-    assert sweep.info.status == "FINISHED" and sweep.data.tags[tracking.TAG_KIND] == "sweep"
+    assert sweep.info.status == "FINISHED" and sweep.data.tags[record.TAG_KIND] == "sweep"
     trials = tracking.trial_runs(client, result.sweep_run_id)
     assert len(trials) == TRIALS
     split = tracking.load_artifact_npz(client, result.sweep_run_id, "split.npz")
     n_val, n_test = len(split["val"]), len(split["test"])
 
-    by_outcome = {o: [r for r in trials if r.data.tags[tracking.TAG_OUTCOME] == o.value] for o in Outcome}
+    by_outcome = {o: [r for r in trials if r.data.tags[record.TAG_OUTCOME] == o.value] for o in Outcome}
     assert all(r.info.status != "RUNNING" for r in trials)
     assert by_outcome[Outcome.FAILED], "n_conv=4 trials must fail"
     for run in by_outcome[Outcome.FAILED]:
@@ -101,7 +101,7 @@ def test_a_time_budget_stops_the_running_trials_as_pruned_with_their_predictions
     trials = tracking.trial_runs(client, result.sweep_run_id)
     assert len(trials) == 2, "the two trials running when the budget ran out; none after"
     for run in trials:
-        assert run.info.status == "FINISHED" and run.data.tags[tracking.TAG_OUTCOME] == "pruned"
+        assert run.info.status == "FINISHED" and run.data.tags[record.TAG_OUTCOME] == "pruned"
         epochs = len(client.get_metric_history(run.info.run_id, "val_accuracy"))
         assert 1 <= epochs < 2000 and int(run.data.tags["visionsweep.pruned_at_epoch"]) == epochs
         assert "best_val_accuracy" in run.data.metrics and "test_accuracy" in run.data.metrics

@@ -267,6 +267,15 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     return np.round(luma).astype(np.uint8)[..., None]
 
 
+def decode_image(path, size: int, channels: int) -> np.ndarray:
+    """One image file as uint8 (size, size, channels), decoded exactly as a dataset's files are (RGB, resized,
+    then gray when the model takes one channel): how a served model reads a file. Raises OSError if unreadable."""
+    rgb, _, bad = _decode_chunk([Path(path)], size)
+    if bad:
+        raise OSError(bad[0][1])
+    return to_gray(rgb)[0] if channels == 1 else rgb[0]
+
+
 def _write_cache(folder: Path, dataset: Dataset) -> None:
     """Written to a temporary folder, then renamed: a reader never sees half a cache."""
     folder.parent.mkdir(parents=True, exist_ok=True)

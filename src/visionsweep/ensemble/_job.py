@@ -15,13 +15,14 @@ from visionsweep.ensemble._members import Members
 from visionsweep.ensemble.agreement import mean_off_diagonal, member_agreement
 from visionsweep.ensemble.selection import fit_weights, greedy_selection
 from visionsweep.ensemble.voting import hard_vote, soft_vote
-from visionsweep.tracking._store import TAG_KIND, TAG_NEVER_PREDICTED, TAG_PARENT
-from visionsweep.trainables import PREDICTIONS_FILE
+from visionsweep.record import (
+    AGREEMENT_ARTIFACT, ENSEMBLE_ARTIFACT, ENSEMBLE_TABLE_ARTIFACT, ENSEMBLE_TABLE_TEXT_ARTIFACT, KIND_ENSEMBLE,
+    PREDICTIONS_ARTIFACT, SCORE_PLOT_ARTIFACT, TAG_FINAL, TAG_KIND, TAG_NEVER_PREDICTED, TAG_PARENT, TAG_VOTING,
+    TEST_PREFIX,
+)
 
 DEFAULT_TOP_K = ["10%", "20%", "30%", "40%", "50%", "100%"]
 THRESHOLDS = ("fixed", "global", "per_class")  # multi-label decisions: 0.5, or tuned on validation
-ENSEMBLE_FILE = "ensemble.json"  # the final ensemble, as `visionsweep promote --ensemble` registers it
-PLOT_FILE = "score_vs_k.png"
 CURVE_POINTS = 100  # values of k scored for the plot
 
 
@@ -208,8 +209,8 @@ def run_ensemble(
     table.sweep_run_id = members.sweep_run_id
     compute_seconds = time.perf_counter() - started
     sweep = client.get_run(members.sweep_run_id)
-    tags = {TAG_PARENT: members.sweep_run_id, TAG_KIND: "ensemble", "visionsweep.voting": voting,
-            "visionsweep.final": table.final["name"]}
+    tags = {TAG_PARENT: members.sweep_run_id, TAG_KIND: KIND_ENSEMBLE, TAG_VOTING: voting,
+            TAG_FINAL: table.final["name"]}
     if table.final["never_predicted"]:
         tags[TAG_NEVER_PREDICTED] = ", ".join(table.final["never_predicted"])
     run = client.create_run(sweep.info.experiment_id, run_name="ensemble", tags=tags)
@@ -241,21 +242,21 @@ def _log(client, table: EnsembleTable, members: Members, compute_seconds: float)
     }
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        (folder / "ensemble_table.txt").write_text(table.format() + "\n")
-        (folder / "ensemble_table.json").write_text(json.dumps({
+        (folder / ENSEMBLE_TABLE_TEXT_ARTIFACT).write_text(table.format() + "\n")
+        (folder / ENSEMBLE_TABLE_ARTIFACT).write_text(json.dumps({
             "measure": table.measure, "best_single": table.best_single, "rows": table.rows, "methods": table.methods,
             "final": spec, "curve": table.curve, "agreement": table.agreement,
             "members": members.run_ids, "member_names": members.names, "left_out": table.left_out,
         }, indent=1))
-        (folder / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=1))
-        np.savez(folder / PREDICTIONS_FILE, **final_predictions(members, final), classes=np.array(members.classes))
-        np.savez(folder / "agreement.npz", **table.matrices, members=np.array(members.run_ids))
-        plot_curve(table, folder / PLOT_FILE)
+        (folder / ENSEMBLE_ARTIFACT).write_text(json.dumps(spec, indent=1))
+        np.savez(folder / PREDICTIONS_ARTIFACT, **final_predictions(members, final), classes=np.array(members.classes))
+        np.savez(folder / AGREEMENT_ARTIFACT, **table.matrices, members=np.array(members.run_ids))
+        plot_curve(table, folder / SCORE_PLOT_ARTIFACT)
         client.log_artifacts(table.run_id, str(folder))
     now = int(time.time() * 1000)
-    values = [Metric(f"test_{table.measure}_best_single", table.best_single, now, 0),
+    values = [Metric(f"{TEST_PREFIX}{table.measure}_best_single", table.best_single, now, 0),
               Metric(f"val_{table.measure}_final", final["val"], now, 0),
-              Metric(f"test_{table.measure}_final", final["test"], now, 0),
+              Metric(f"{TEST_PREFIX}{table.measure}_final", final["test"], now, 0),
               Metric("load_seconds", members.load_seconds, now, 0),
               Metric("compute_seconds", compute_seconds, now, 0)]
     for row in table.rows:

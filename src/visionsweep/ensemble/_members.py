@@ -11,10 +11,11 @@ from mlflow.exceptions import MlflowException
 
 from visionsweep import tracking
 from visionsweep.ensemble.voting import centre_on_thresholds
-from visionsweep.registry._predict import MODEL_URI
+from visionsweep.record import (
+    KIND_TRIAL, MODEL_URI, PREDICTIONS_ARTIFACT, SPLIT_ARTIFACT, TAG_KIND, TAG_METRIC, TAG_MODE, TAG_PARENT,
+    TAG_PREDICTIONS, best_metric,
+)
 from visionsweep.task import Task
-from visionsweep.tracking._store import SPLIT_ARTIFACT, TAG_PARENT
-from visionsweep.trainables import PREDICTIONS_FILE
 
 DOWNLOAD_THREADS = 8  # artifact downloads are I/O bound
 
@@ -46,15 +47,15 @@ class Members:
 def sweep_members(client, sweep_run_id: str) -> tuple[list, list[str]]:
     """The sweep's trial runs that stored predictions, ranked best first by the sweep's metric."""
     sweep = client.get_run(sweep_run_id)
-    metric, mode = sweep.data.tags["visionsweep.metric"], sweep.data.tags["visionsweep.mode"]
+    metric, mode = sweep.data.tags[TAG_METRIC], sweep.data.tags[TAG_MODE]
     ranked = [
         run
         for run in tracking.trial_runs(
             # Ties go to the earlier trial, as in the sweep's summary.
             client, sweep_run_id,
-            order_by=[f"metrics.best_{metric} {'DESC' if mode == 'max' else 'ASC'}", "attributes.start_time ASC"],
+            order_by=[f"metrics.{best_metric(metric)} {'DESC' if mode == 'max' else 'ASC'}", "attributes.start_time ASC"],
         )
-        if f"best_{metric}" in run.data.metrics and run.data.tags.get(tracking.TAG_PREDICTIONS) != "none"
+        if best_metric(metric) in run.data.metrics and run.data.tags.get(TAG_PREDICTIONS) != "none"
     ]
     if not ranked:
         raise LookupError(f"sweep {sweep_run_id} has no trial with stored predictions")
@@ -75,9 +76,9 @@ def registered_members(client, uris: list[str]) -> tuple[list, list[str]]:
     for uri in uris:
         for version in _versions(client, uri):
             run = client.get_run(version.run_id)
-            if run.data.tags.get(tracking.TAG_KIND) != "trial":
+            if run.data.tags.get(TAG_KIND) != KIND_TRIAL:
                 raise LookupError(
-                    f"{uri}: version {version.version} comes from a {run.data.tags.get(tracking.TAG_KIND, 'non-visionsweep')} "
+                    f"{uri}: version {version.version} comes from a {run.data.tags.get(TAG_KIND, 'non-visionsweep')} "
                     "run; ensemble members must be promoted trials"
                 )
             found.setdefault(run.info.run_id, (run, f"models:/{version.name}/{version.version}"))
@@ -134,7 +135,7 @@ def _load_predictions(client, run) -> dict[str, np.ndarray]:
     again first: the run is known here.
     """
     with tempfile.TemporaryDirectory() as folder:
-        path = download_artifacts(artifact_uri=f"{run.info.artifact_uri}/{PREDICTIONS_FILE}",
+        path = download_artifacts(artifact_uri=f"{run.info.artifact_uri}/{PREDICTIONS_ARTIFACT}",
                                     dst_path=folder, tracking_uri=client.tracking_uri)
         with np.load(path, allow_pickle=False) as arrays:
             return dict(arrays)
@@ -160,6 +161,6 @@ def _versions(client, uri: str) -> list:
 
 def _rank_key(client, run) -> float:
     sweep = client.get_run(run.data.tags[TAG_PARENT])
-    metric, mode = sweep.data.tags["visionsweep.metric"], sweep.data.tags["visionsweep.mode"]
-    value = run.data.metrics.get(f"best_{metric}", float("nan"))
+    metric, mode = sweep.data.tags[TAG_METRIC], sweep.data.tags[TAG_MODE]
+    value = run.data.metrics.get(best_metric(metric), float("nan"))
     return -value if mode == "max" else value

@@ -16,6 +16,7 @@ import yaml
 from visionsweep import tracking
 from visionsweep.config import SweepConfig, parse_config
 from visionsweep.orchestrator._state import SweepState
+from visionsweep.record import CONFIG_ARTIFACT, KIND_SWEEP, TAG_DATA_FINGERPRINT, TAG_KIND
 from visionsweep.orchestrator._sweep import SweepResult, drive, load_data
 from visionsweep.trainables import load_trainable
 
@@ -29,11 +30,11 @@ def resume_sweep(
     sweep_run_id = find_sweep(client, sweep)
     run = client.get_run(sweep_run_id)
     with tempfile.TemporaryDirectory() as folder:
-        config = parse_config(yaml.safe_load(Path(client.download_artifacts(sweep_run_id, "config.yaml", folder)).read_text()))
+        config = parse_config(yaml.safe_load(Path(client.download_artifacts(sweep_run_id, CONFIG_ARTIFACT, folder)).read_text()))
     state = SweepState.from_tags(run.data.tags)
     _, code_folder = load_trainable(config.trainable, os.getcwd())
     dataset, _, trial_data = load_data(config)
-    if dataset.fingerprint() != run.data.tags.get("visionsweep.data_fingerprint"):
+    if dataset.fingerprint() != run.data.tags.get(TAG_DATA_FINGERPRINT):
         raise LookupError(f"sweep {sweep_run_id}: dataset {config.data.dataset!r} changed since the sweep started")
 
     client.update_run(sweep_run_id, status="RUNNING")
@@ -51,6 +52,6 @@ def find_sweep(client, sweep: str) -> str:
         run = client.get_run(sweep)
     except Exception:  # not a run id (MLflow raises its own error for a malformed or unknown id)
         return tracking.latest_sweep(client, sweep)
-    if run.data.tags.get(tracking.TAG_KIND) != "sweep":
-        raise LookupError(f"run {sweep} is not a sweep run (tag {tracking.TAG_KIND}={run.data.tags.get(tracking.TAG_KIND)!r})")
+    if run.data.tags.get(TAG_KIND) != KIND_SWEEP:
+        raise LookupError(f"run {sweep} is not a sweep run (tag {TAG_KIND}={run.data.tags.get(TAG_KIND)!r})")
     return sweep

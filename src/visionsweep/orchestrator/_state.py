@@ -13,13 +13,11 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from visionsweep.config import SweepConfig
+from visionsweep.record import TAG_STUDY_NAME, TAG_STUDY_STORAGE, TAG_TUNE_PATH
 
 DEFAULT_CHECKPOINTS = "~/ray_results"  # Ray Tune's own default
 STUDY_JOURNAL = "optuna.journal"
 TUNE_STATE_PREFIX = "experiment_state-"  # Ray Tune's experiment snapshots: experiment_state-<time>.json
-TAG_TUNE_PATH = "visionsweep.tune_path"
-TAG_STUDY_STORAGE = "visionsweep.optuna_storage"
-TAG_STUDY_NAME = "visionsweep.study_name"
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class SweepState:
         name = f"{config.name}-{sweep_run_id[:8]}"
         study = config.storage.optuna
         if study is None and "://" not in root:
-            # A journal file: 22-62 ms per ask against 110-230 ms for SQLite (STACK.md), and safe for concurrent writers.
+            # A journal file: 22-62 ms per ask against 110-230 ms for SQLite (docs/stack.md), and safe for concurrent writers.
             study = str(Path(root, name, STUDY_JOURNAL))
         # Otherwise (cloud checkpoints, no database given) the study lives in memory and comes back from
         # Tune's searcher snapshot, which may miss the last few trials' outcomes.

@@ -14,6 +14,10 @@ from visionsweep.orchestrator._searcher import CoordinateSearch, StudySearch, Te
 from visionsweep.orchestrator._state import SweepState, close_abandoned_trials
 from visionsweep.orchestrator.progress import SweepProgress
 from visionsweep.outcome import Outcome
+from visionsweep.record import (
+    BAD_IMAGES_ARTIFACT, DATA_SUMMARY_ARTIFACT, KIND_LOST, PARAM_BAD_IMAGES, TAG_NEVER_PREDICTED, best_metric,
+    trials_metric,
+)
 from visionsweep.search_spaces import CoordinateWalk, DefineByRun
 from visionsweep.trainables import TrialData, load_trainable, run_trial
 
@@ -24,9 +28,6 @@ RAY_ENVIRONMENT = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "RAY_AIR_NEW_OUTPUT": "0",
 }
-
-
-BAD_IMAGES_ARTIFACT = "bad_images.txt"  # on the sweep run: one skipped file per line, with the reason
 
 
 @dataclass
@@ -122,7 +123,7 @@ def drive(
         status = "FINISHED"
         lost = tracking.set_aside_lost(writer, logger.records) if resumed else []
         if lost:
-            print(f"{len(lost)} trial run(s) of trials the dead driver never recorded set aside as {tracking.LOST}")
+            print(f"{len(lost)} trial run(s) of trials the dead driver never recorded set aside as {KIND_LOST}")
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -197,13 +198,13 @@ def finish(config, client, writer, logger, sweep_run_id, status, study, started,
         mlflow_seconds=client.seconds,
         mlflow_wait_seconds=writer.waited_seconds,
     )
-    summary = {f"trials_{o.value}": result.count(o) for o in Outcome}
+    summary = {trials_metric(o): result.count(o) for o in Outcome}
     best = result.best(config.search.mode)
     if best:
-        summary[f"best_{config.search.metric}"] = best.best_val
+        summary[best_metric(config.search.metric)] = best.best_val
         summary.update(best.test_scores)
         if best.never_predicted:  # said on the sweep run too: a lost rare label is not found in the totals
-            writer.set_tag(sweep_run_id, tracking.TAG_NEVER_PREDICTED, ", ".join(best.never_predicted))
+            writer.set_tag(sweep_run_id, TAG_NEVER_PREDICTED, ", ".join(best.never_predicted))
     summary.update(phases or {}, wall_seconds=result.wall_seconds)
     summary["mlflow_seconds"] = client.seconds
     summary["mlflow_wait_seconds"] = writer.waited_seconds
@@ -227,9 +228,9 @@ def make_trainable(config: SweepConfig, trial_data: TrialData, code_folder: str 
 
 def log_dataset_report(client, run_id: str, dataset: data.Dataset) -> None:
     """What decoding found and converted (`data_summary.json`), and the skipped bad files: their count and list."""
-    tracking.log_params(client, run_id, {"data.bad_images": len(dataset.bad_files)})
+    tracking.log_params(client, run_id, {PARAM_BAD_IMAGES: len(dataset.bad_files)})
     if dataset.summary:
-        client.log_dict(run_id, dataset.summary, "data_summary.json")
+        client.log_dict(run_id, dataset.summary, DATA_SUMMARY_ARTIFACT)
     if dataset.bad_files:
         client.log_text(run_id, "\n".join(dataset.bad_files) + "\n", BAD_IMAGES_ARTIFACT)
 

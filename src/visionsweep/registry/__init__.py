@@ -13,7 +13,7 @@ from visionsweep.registry._promote import (
     promote,
     trial_candidate,
 )
-from visionsweep.registry._pyfunc import ImageClassifier, load_image, load_trial_model
+from visionsweep.registry._pyfunc import ImageClassifier, load_trial_model
 
 __all__ = [
     "Candidate",
@@ -23,7 +23,6 @@ __all__ = [
     "ensemble_candidate",
     "image_files",
     "load_model",
-    "load_image",
     "load_trial_model",
     "predict_files",
     "promote",

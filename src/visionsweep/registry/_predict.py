@@ -1,17 +1,15 @@
 """`visionsweep predict`: a registered model over image files and folders, to a CSV."""
 
 import csv
-import re
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from visionsweep.data._files import IMAGE_SUFFIXES
-from visionsweep.registry._pyfunc import load_image
+from visionsweep.data import IMAGE_SUFFIXES, decode_image
+from visionsweep.record import MODEL_URI
 
-MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?")
 
 
 
@@ -79,7 +77,7 @@ def _predict(model, files: list[Path], output, batch_size: int) -> tuple[int, li
             batch, images, errors = files[start : start + batch_size], [], {}
             for path in batch:
                 try:
-                    images.append(load_image(path, size, channels))
+                    images.append(decode_image(path, size, channels))
                 except Exception as err:  # noqa: BLE001 - any unreadable file becomes a row, not a crash
                     errors[path] = f"{type(err).__name__}: {err}"
             probs = iter(model.predict(np.stack(images)) if images else [])

@@ -20,18 +20,19 @@ from mlflow.types import Schema, TensorSpec
 
 import visionsweep
 from visionsweep import metrics
-from visionsweep.registry._pyfunc import MODEL_SPEC_FILE, SPEC_FILE, TRIAL_MODEL_FOLDER
+from visionsweep.record import (
+    ENSEMBLE_ARTIFACT, KIND_ENSEMBLE, KIND_TRIAL, MODEL_ARTIFACT, MODEL_SPEC_FILE, PREDICTIONS_ARTIFACT, TAG_KIND,
+    TAG_MEASURE, TAG_SOURCE, TAG_TEST_SCORE, TEST_PREFIX, TRIAL_MODEL_FOLDER,
+)
+from visionsweep.registry._pyfunc import SPEC_FILE
 
-TAG_MEASURE = "visionsweep.measure"
-TAG_TEST_SCORE = "visionsweep.test_score"
-TAG_SOURCE = "visionsweep.source"  # trial | ensemble
-MODEL_ARTIFACT = "registered_model"  # where the pyfunc goes in the source run's artifacts
 # The tracking and ensemble modules import Ray: they are imported inside the functions that need them,
 # so that a served model, which imports this package, does not.
-# Written out so that logging skips MLflow's inference (about 9 s a model, STACK.md); a served model
+# Written out so that logging skips MLflow's inference (about 9 s a model, docs/stack.md); a served model
 # imports torch, torchvision and timm (the models), numpy, Pillow, scikit-learn and the bundled visionsweep code
 # and user model code (plus what MLflow itself needs).
 REQUIREMENTS = ("torch", "torchvision", "timm", "numpy", "pillow", "scikit-learn", "mlflow")
+>>>>>>> faeb0f0 (visionsweep.record owns the MLflow record: every tag, param, metric and artifact name written or read (sweep, trial, ensemble runs, registered versions) and the models:/ URI form; tracking, orchestrator, ensemble, report and registry take them from it instead of ~20 literals and tracking._store's private names. No package imports another's private module: tracking.log_bytes is public, data exports IMAGE_SUFFIXES and decode_image (the one decoding of a file for training and serving), ensemble no longer reaches up into registry._predict. The pyfunc's own spec is classifier.json, no longer a second ensemble.json)
 
 
 class GateRefused(Exception):
@@ -50,34 +51,28 @@ class Candidate:
 
 
 def trial_candidate(client, run_id: str) -> Candidate:
-    from visionsweep.tracking import TAG_KIND
-
     run = _get_run(client, run_id)
-    if run.data.tags.get(TAG_KIND) != "trial":
+    if run.data.tags.get(TAG_KIND) != KIND_TRIAL:
         raise LookupError(f"run {run_id} is not a visionsweep trial (for an ensemble run use --ensemble)")
-    measure = "accuracy" if "test_accuracy" in run.data.metrics else "micro_f1"
-    if f"test_{measure}" not in run.data.metrics:
+    measure = "accuracy" if f"{TEST_PREFIX}accuracy" in run.data.metrics else "micro_f1"
+    if f"{TEST_PREFIX}{measure}" not in run.data.metrics:
         raise LookupError(f"trial run {run_id} has no test score: it ended without stored predictions")
     _download_text(client, run_id, f"{TRIAL_MODEL_FOLDER}/{MODEL_SPEC_FILE}")  # fails early without a model
     thresholds = None
     if measure == "micro_f1":  # the thresholds the trial tuned on validation (0.5 when fixed)
         from visionsweep.tracking import load_artifact_npz
-        from visionsweep.trainables import PREDICTIONS_FILE
 
-        stored = load_artifact_npz(client, run_id, PREDICTIONS_FILE)
+        stored = load_artifact_npz(client, run_id, PREDICTIONS_ARTIFACT)
         thresholds = metrics.decision_thresholds(stored, len(stored["classes"])).tolist()
     return Candidate(run_id, "trial", [{"run_id": run_id, "weight": 1.0, "centre": None}], "average", thresholds, measure,
-                     run.data.metrics[f"test_{measure}"])
+                     run.data.metrics[f"{TEST_PREFIX}{measure}"])
 
 
 def ensemble_candidate(client, run_id: str) -> Candidate:
-    from visionsweep.ensemble import ENSEMBLE_FILE
-    from visionsweep.tracking import TAG_KIND
-
     run = _get_run(client, run_id)
-    if run.data.tags.get(TAG_KIND) != "ensemble":
+    if run.data.tags.get(TAG_KIND) != KIND_ENSEMBLE:
         raise LookupError(f"run {run_id} is not a visionsweep ensemble run (for a trial use --run)")
-    spec = json.loads(_download_text(client, run_id, ENSEMBLE_FILE))
+    spec = json.loads(_download_text(client, run_id, ENSEMBLE_ARTIFACT))
     return Candidate(run_id, "ensemble", spec["members"], spec["method"], spec["thresholds"], spec["measure"],
                      spec["test_score"])
 

@@ -18,22 +18,10 @@ import torch
 
 from visionsweep.ensemble.voting import centre_on_thresholds, hard_vote, soft_vote
 
-SPEC_FILE = "ensemble.json"  # method, members with weights and folders, thresholds, classes, preprocessing
-TRIAL_MODEL_FOLDER = "trained_model"  # in a trial run's artifacts: the two files below
-WEIGHTS_FILE = "weights.pt"  # a member's state_dict (its trial's best validation epoch)
-MODEL_SPEC_FILE = "model.json"  # a member's model name and params, shape args, classes, normalisation
+from visionsweep.record import MODEL_SPEC_FILE, TRIAL_MODEL_FOLDER, WEIGHTS_FILE
+
+SPEC_FILE = "classifier.json"  # method, members with weights and folders, thresholds, classes, preprocessing
 PREDICT_BATCH = 256  # images per forward pass
-
-
-def load_image(path, image_size: int, channels: int) -> np.ndarray:
-    """One image file as uint8 (image_size, image_size, channels), decoded exactly as training data is
-    (RGB, resized, then gray when the model takes one channel). Raises OSError for an unreadable file."""
-    from visionsweep.data._files import _decode_chunk, to_gray
-
-    rgb, _, bad = _decode_chunk([Path(path)], image_size)
-    if bad:
-        raise OSError(bad[0][1])
-    return to_gray(rgb)[0] if channels == 1 else rgb[0]
 
 
 class Member:
@@ -114,7 +102,9 @@ class ImageClassifier:
         if hasattr(model_input, "to_numpy"):  # a pandas DataFrame or Series of paths
             model_input = model_input.to_numpy().ravel().tolist()
         if isinstance(model_input, (list, tuple)) and all(isinstance(p, (str, Path)) for p in model_input):
-            return np.stack([load_image(p, size, channels) for p in model_input]) if model_input else \
+            from visionsweep.data import decode_image
+
+            return np.stack([decode_image(p, size, channels) for p in model_input]) if model_input else \
                 np.zeros((0, size, size, channels), np.uint8)
         images = np.asarray(model_input)
         if images.ndim == 3:

@@ -17,9 +17,8 @@ from visionsweep.report._explain import (
     write_explanation,
 )
 from visionsweep.report._page import render
-from visionsweep.tracking._store import log_bytes
-
-REPORT_ARTIFACT = "report.html"
+from visionsweep.record import REPORT_ARTIFACT
+from visionsweep.tracking import log_bytes
 
 
 def write_report(client, sweep_run_id: str, output: str | Path | None = None, cam_run: str | None = None,
@@ -38,6 +37,6 @@ def write_report(client, sweep_run_id: str, output: str | Path | None = None, ca
 
 
 __all__ = [
-    "CAM_FOLDER", "Explanation", "REPORT_ARTIFACT", "SweepFacts", "asha_rungs", "collect", "explain", "explain_run",
+    "CAM_FOLDER", "Explanation", "SweepFacts", "asha_rungs", "collect", "explain", "explain_run",
     "log_explanation", "render", "write_explanation", "write_report",
 ]

@@ -13,9 +13,11 @@ import yaml
 
 from visionsweep import data, metrics, tracking
 from visionsweep.config import SchedulerConfig, SweepConfig, parse_config
+from visionsweep.record import (
+    CONFIG_ARTIFACT, ENSEMBLE_TABLE_ARTIFACT, KIND_ENSEMBLE, KIND_SWEEP, PREDICTIONS_ARTIFACT, SPLIT_ARTIFACT,
+    TAG_DATA_FINGERPRINT, TAG_KIND, TAG_METRIC, TAG_MODE, TAG_OUTCOME, TAG_PARENT, TAG_TRIAL_ID, best_metric,
+)
 from visionsweep.task import Task
-from visionsweep.tracking._store import SPLIT_ARTIFACT, TAG_PARENT
-from visionsweep.trainables import PREDICTIONS_FILE
 
 READ_THREADS = 8  # metric histories are one request per trial: I/O bound
 
@@ -72,21 +74,21 @@ def collect(client, sweep_run_id: str, cam_run: str | None = None, cam_layer: st
     """Everything the page shows. `cam_run`: the trial whose model Grad-CAM explains (default: the final
     ensemble's best member, or the best trial); `cam_layer`: its layer (default: found by inspection)."""
     sweep = client.get_run(sweep_run_id)
-    if sweep.data.tags.get(tracking.TAG_KIND) != "sweep":
-        raise LookupError(f"MLflow run {sweep_run_id} is not a visionsweep sweep run (no {tracking.TAG_KIND}=sweep tag)")
-    config = parse_config(yaml.safe_load(_read_text(client, sweep_run_id, "config.yaml")), source="config.yaml")
-    metric, mode = sweep.data.tags["visionsweep.metric"], sweep.data.tags["visionsweep.mode"]
+    if sweep.data.tags.get(TAG_KIND) != KIND_SWEEP:
+        raise LookupError(f"MLflow run {sweep_run_id} is not a visionsweep sweep run (no {TAG_KIND}={KIND_SWEEP} tag)")
+    config = parse_config(yaml.safe_load(_read_text(client, sweep_run_id, CONFIG_ARTIFACT)), source=CONFIG_ARTIFACT)
+    metric, mode = sweep.data.tags[TAG_METRIC], sweep.data.tags[TAG_MODE]
     runs = tracking.trial_runs(client, sweep_run_id)
 
     def trial(run) -> Trial:
         history = client.get_metric_history(run.info.run_id, metric)
         return Trial(
-            name=run.data.tags.get("visionsweep.trial_id", run.info.run_name),
+            name=run.data.tags.get(TAG_TRIAL_ID, run.info.run_name),
             run_id=run.info.run_id,
-            outcome=run.data.tags.get(tracking.TAG_OUTCOME, "running"),
+            outcome=run.data.tags.get(TAG_OUTCOME, "running"),
             params=dict(run.data.params),
             curve=sorted((m.step, m.value) for m in history),
-            best=run.data.metrics.get(f"best_{metric}"),
+            best=run.data.metrics.get(best_metric(metric)),
         )
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
@@ -113,11 +115,11 @@ def collect(client, sweep_run_id: str, cam_run: str | None = None, cam_layer: st
     if facts.study is None:
         facts.notes.append("The sweep run has no study.journal (a sweep from an older visionsweep): no Optuna plots.")
     if facts.best_trial:
-        stored = tracking.load_artifact_npz(client, facts.best_trial.run_id, PREDICTIONS_FILE)
+        stored = tracking.load_artifact_npz(client, facts.best_trial.run_id, PREDICTIONS_ARTIFACT)
         facts.best_test_probs = stored["test_probs"]
         if facts.multilabel:
             facts.best_thresholds = metrics.decision_thresholds(stored, len(facts.classes))
-        facts.test_images = _test_images(config, split["test"], sweep.data.tags.get("visionsweep.data_fingerprint"), facts.notes)
+        facts.test_images = _test_images(config, split["test"], sweep.data.tags.get(TAG_DATA_FINGERPRINT), facts.notes)
         if facts.test_images is not None:
             _explain_trial(client, facts, cam_run, cam_layer)
     else:
@@ -131,7 +133,7 @@ def sweep_test_data(client, sweep_run_id: str) -> tuple[np.ndarray, np.ndarray, 
     config = parse_config(yaml.safe_load(_read_text(client, sweep_run_id, "config.yaml")), source="config.yaml")
     split = tracking.load_artifact_npz(client, sweep_run_id, SPLIT_ARTIFACT)
     notes = []
-    images = _test_images(config, split["test"], sweep.data.tags.get("visionsweep.data_fingerprint"), notes)
+    images = _test_images(config, split["test"], sweep.data.tags.get(TAG_DATA_FINGERPRINT), notes)
     if images is None:
         raise LookupError(notes[0])
     return images, split["test_labels"], [str(c) for c in split["classes"]]
@@ -178,14 +180,14 @@ def _test_images(config: SweepConfig, test_rows: np.ndarray, fingerprint: str | 
 def _latest_ensemble(client, sweep) -> dict | None:
     runs = client.search_runs(
         [sweep.info.experiment_id],
-        filter_string=f"tags.`{TAG_PARENT}` = '{sweep.info.run_id}' and tags.`{tracking.TAG_KIND}` = 'ensemble'"
+        filter_string=f"tags.`{TAG_PARENT}` = '{sweep.info.run_id}' and tags.`{TAG_KIND}` = '{KIND_ENSEMBLE}'"
         " and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
     if not runs:
         return None
-    return json.loads(_read_text(client, runs[0].info.run_id, "ensemble_table.json"))
+    return json.loads(_read_text(client, runs[0].info.run_id, ENSEMBLE_TABLE_ARTIFACT))
 
 
 def _read_text(client, run_id: str, name: str) -> str:

@@ -9,10 +9,8 @@ import numpy as np
 from visionsweep import metrics, registry, tracking
 from visionsweep.report import _figures
 from visionsweep.report._cam import Example, grad_cam, pick_examples, target_layer
-from visionsweep.tracking._store import TAG_PARENT
-from visionsweep.trainables import PREDICTIONS_FILE
+from visionsweep.record import CAM_FOLDER, KIND_TRIAL, PREDICTIONS_ARTIFACT, TAG_KIND, TAG_PARENT
 
-CAM_FOLDER = "gradcam"  # in the trial run's artifacts: one PNG per class (label)
 
 
 @dataclass
@@ -33,7 +31,7 @@ class Explanation:
 def explain(client, run_id: str, test_images: np.ndarray, test_labels: np.ndarray, classes: list[str],
             layer: str | None = None) -> Explanation:
     """Grad-CAM of trial run `run_id` on a right and a wrong test image per class, from its stored predictions."""
-    stored = tracking.load_artifact_npz(client, run_id, PREDICTIONS_FILE)
+    stored = tracking.load_artifact_npz(client, run_id, PREDICTIONS_ARTIFACT)
     thresholds = metrics.decision_thresholds(stored, len(classes))  # the trial's own, as its logged scores use
     examples = pick_examples(test_labels, stored["test_probs"], classes, thresholds)
     if not examples:
@@ -78,7 +76,7 @@ def explain_run(client, run_id: str, layer: str | None = None, output: Path | No
         run = client.get_run(run_id)
     except Exception as err:  # noqa: BLE001 - MLflow raises its own exception types for an unknown id
         raise LookupError(f"run {run_id}: {getattr(err, 'message', err)}") from None
-    if run.data.tags.get(tracking.TAG_KIND) != "trial":
+    if run.data.tags.get(TAG_KIND) != KIND_TRIAL:
         raise LookupError(f"run {run_id} is not a visionsweep trial run")
     images, labels, classes = sweep_test_data(client, run.data.tags[TAG_PARENT])
     explanation = explain(client, run_id, images, labels, classes, layer)

@@ -5,34 +5,26 @@ logged after that would be lost, and its run would stay RUNNING. The driver sees
 """
 
 from visionsweep.tracking._buffered import BufferedClient
-from visionsweep.tracking._recovery import LOST, recover_records, set_aside_lost
+from visionsweep.tracking._recovery import recover_records, set_aside_lost
 from visionsweep.tracking._store import (
-    TAG_KIND,
-    TAG_NEVER_PREDICTED,
-    TAG_OUTCOME,
     TimedClient,
     connect,
     finish_sweep,
     latest_sweep,
     load_artifact_npz,
+    log_bytes,
     log_params,
     start_sweep,
     sweep_run,
     trial_runs,
 )
-from visionsweep.tracking._study import STUDY_ARTIFACT, load_study, log_study
-from visionsweep.tracking._trial_logger import TAG_PREDICTIONS, TrialLogger, TrialRecord
+from visionsweep.tracking._study import load_study, log_study
+from visionsweep.tracking._trial_logger import TrialLogger, TrialRecord
 
 __all__ = [
-    "LOST",
     "BufferedClient",
     "recover_records",
     "set_aside_lost",
-    "TAG_KIND",
-    "TAG_NEVER_PREDICTED",
-    "TAG_OUTCOME",
-    "TAG_PREDICTIONS",
-    "STUDY_ARTIFACT",
     "TimedClient",
     "TrialLogger",
     "TrialRecord",
@@ -40,6 +32,7 @@ __all__ = [
     "finish_sweep",
     "latest_sweep",
     "load_artifact_npz",
+    "log_bytes",
     "load_study",
     "log_params",
     "log_study",

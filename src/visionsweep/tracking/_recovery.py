@@ -3,10 +3,10 @@
 import yaml
 
 from visionsweep.outcome import Outcome
-from visionsweep.tracking._store import TAG_KIND, TAG_OUTCOME, trial_runs
-from visionsweep.tracking._trial_logger import TAG_TRIAL_ID, TrialRecord
+from visionsweep.record import KIND_LOST, TAG_ERROR, TAG_KIND, TAG_NODES, TAG_OUTCOME, TAG_RESTARTS, TAG_TRIAL_ID, TEST_PREFIX, best_metric
+from visionsweep.tracking._store import trial_runs
+from visionsweep.tracking._trial_logger import TrialRecord
 
-LOST = "lost_trial"  # TAG_KIND of a run whose trial the dead driver started but Ray never recorded
 
 
 def recover_records(client, sweep_run_id: str, metric: str) -> dict[str, TrialRecord]:
@@ -21,13 +21,13 @@ def recover_records(client, sweep_run_id: str, metric: str) -> dict[str, TrialRe
         record = TrialRecord(tags[TAG_TRIAL_ID], run_id, {k: yaml.safe_load(v) for k, v in run.data.params.items()})
         record.metric_by_epoch = {m.step: m.value for m in client.get_metric_history(run_id, metric)}
         record.epochs = max(record.metric_by_epoch, default=0)
-        record.nodes = [node for node in tags.get("visionsweep.nodes", "").split(",") if node]
-        record.restarts = int(tags.get("visionsweep.restarts", 0))
+        record.nodes = [node for node in tags.get(TAG_NODES, "").split(",") if node]
+        record.restarts = int(tags.get(TAG_RESTARTS, 0))
         if run.info.status in ("FINISHED", "FAILED"):
             record.outcome = Outcome(tags[TAG_OUTCOME])
-            record.best_val = run.data.metrics.get(f"best_{metric}")
-            record.test_scores = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
-            record.error = tags.get("visionsweep.error")
+            record.best_val = run.data.metrics.get(best_metric(metric))
+            record.test_scores = {k: v for k, v in run.data.metrics.items() if k.startswith(TEST_PREFIX)}
+            record.error = tags.get(TAG_ERROR)
         elif run.info.status != "RUNNING":
             client.update_run(run_id, status="RUNNING")
         records[record.trial_id] = record
@@ -40,7 +40,7 @@ def set_aside_lost(client, records: dict[str, TrialRecord]) -> list[str]:
     closed KILLED and re-tagged, so the sweep's trial runs stay exactly the trials that ran. Returns their run ids."""
     lost = [record for record in records.values() if record.outcome is None]
     for record in lost:
-        client.set_tag(record.run_id, TAG_KIND, LOST)
+        client.set_tag(record.run_id, TAG_KIND, KIND_LOST)
         client.set_tag(record.run_id, TAG_OUTCOME, "killed")
         client.set_terminated(record.run_id, "KILLED")
         del records[record.trial_id]

@@ -14,12 +14,11 @@ from mlflow.tracking import MlflowClient
 from visionsweep import __version__
 from visionsweep.config import SweepConfig, flatten
 from visionsweep.data import Dataset, Split
+from visionsweep.record import (
+    CONFIG_ARTIFACT, KIND_SWEEP, KIND_TRIAL, SPLIT_ARTIFACT, TAG_DATA_FINGERPRINT, TAG_GIT_COMMIT, TAG_KIND, TAG_METRIC,
+    TAG_MODE, TAG_PARENT, TAG_SOURCE_NAME, TAG_VERSION,
+)
 
-TAG_PARENT = "mlflow.parentRunId"
-TAG_KIND = "visionsweep.kind"  # sweep | trial | ensemble
-TAG_OUTCOME = "visionsweep.outcome"  # complete | pruned | failed | killed
-TAG_NEVER_PREDICTED = "visionsweep.never_predicted"  # trial or ensemble: classes it gives no test row, comma-separated
-SPLIT_ARTIFACT = "split.npz"
 BATCH_PARAMS = 100  # log_batch takes at most 100 params per request
 PARAM_CHARS = 6000  # longest param value MLflow stores
 
@@ -89,20 +88,20 @@ def load_artifact_npz(client, run_id: str, name: str) -> dict[str, np.ndarray]:
 def start_sweep(client, experiment_id: str, config: SweepConfig, dataset: Dataset, split: Split) -> str:
     """Creates the sweep's parent run: resolved config, the split with its labels, data fingerprint, code version."""
     tags = {
-        TAG_KIND: "sweep",
-        "visionsweep.version": __version__,
-        "visionsweep.data_fingerprint": dataset.fingerprint(),
-        "visionsweep.metric": config.search.metric,
-        "visionsweep.mode": config.search.mode,
-        "mlflow.source.name": "visionsweep run",
+        TAG_KIND: KIND_SWEEP,
+        TAG_VERSION: __version__,
+        TAG_DATA_FINGERPRINT: dataset.fingerprint(),
+        TAG_METRIC: config.search.metric,
+        TAG_MODE: config.search.mode,
+        TAG_SOURCE_NAME: "visionsweep run",
     }
     commit = _git_commit()
     if commit:
-        tags["mlflow.source.git.commit"] = commit
+        tags[TAG_GIT_COMMIT] = commit
     run = client.create_run(experiment_id, run_name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
     run_id = run.info.run_id
     log_params(client, run_id, flatten(config))
-    client.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config.yaml")
+    client.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), CONFIG_ARTIFACT)
     arrays = {part: getattr(split, part) for part in ("train", "val", "test")}
     arrays.update(val_labels=dataset.labels[split.val], test_labels=dataset.labels[split.test],
                   classes=np.array(dataset.classes))
@@ -146,7 +145,7 @@ def latest_sweep(client, experiment: str) -> str:
         raise LookupError(f"no MLflow experiment named {experiment!r} at {client.tracking_uri}")
     runs = client.search_runs(
         [found.experiment_id],
-        filter_string=f"tags.`{TAG_KIND}` = 'sweep'",
+        filter_string=f"tags.`{TAG_KIND}` = '{KIND_SWEEP}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -158,7 +157,7 @@ def latest_sweep(client, experiment: str) -> str:
 def trial_runs(client, sweep_run_id: str, order_by: list[str] | None = None):
     """All trial runs of a sweep (every page)."""
     sweep = client.get_run(sweep_run_id)
-    query = f"tags.`{TAG_PARENT}` = '{sweep_run_id}' and tags.`{TAG_KIND}` = 'trial'"
+    query = f"tags.`{TAG_PARENT}` = '{sweep_run_id}' and tags.`{TAG_KIND}` = '{KIND_TRIAL}'"
     runs, token = [], None
     while True:
         page = client.search_runs(

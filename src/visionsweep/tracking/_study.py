@@ -2,7 +2,7 @@
 
 Why a journal artifact rather than rebuilding a study from the trial runs: the journal is Optuna's own
 format, so the distributions, states (PRUNED, FAIL) and intermediate values come back exactly, with no
-parsing of MLflow's string params; the live study stays in memory (fast asks, STACK.md) and is copied
+parsing of MLflow's string params; the live study stays in memory (fast asks, docs/stack.md) and is copied
 once, when the sweep ends.
 """
 
@@ -15,7 +15,7 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-STUDY_ARTIFACT = "study.journal"
+from visionsweep.record import STUDY_ARTIFACT
 
 
 @contextlib.contextmanager

@@ -11,13 +11,14 @@ from ray.tune.result import EXPR_RESULT_FILE
 
 from visionsweep import metrics, models
 from visionsweep.outcome import Outcome, trial_outcome
-from visionsweep.registry._pyfunc import MODEL_SPEC_FILE, TRIAL_MODEL_FOLDER, WEIGHTS_FILE
-from visionsweep.tracking._store import (TAG_KIND, TAG_NEVER_PREDICTED, TAG_OUTCOME, TAG_PARENT, TimedClient,
-                                         log_params)
+from visionsweep.record import (
+    BEST_EPOCH_METRIC, ERROR_ARTIFACT, KIND_TRIAL, MODEL_SPEC_FILE, PREDICTIONS_ARTIFACT, TAG_ERROR, TAG_KIND,
+    TAG_NEVER_PREDICTED, TAG_NODE, TAG_NODES, TAG_OUTCOME, TAG_PARENT, TAG_PREDICTIONS, TAG_PRUNED_AT_EPOCH,
+    TAG_RESTARTS, TAG_TRIAL_ID, TEST_PREFIX, TRIAL_MODEL_FOLDER, WEIGHTS_FILE, best_metric, restart_error_artifact,
+)
+from visionsweep.tracking._store import TimedClient, log_params
 from visionsweep.trainables import MODEL_FILE, PREDICTIONS_FILE, TrialData
 
-TAG_TRIAL_ID = "visionsweep.trial_id"  # the Ray trial id: how a resumed driver finds a trial's run
-TAG_PREDICTIONS = "visionsweep.predictions"  # stored | none: whether the trial left predictions for the ensemble
 ERROR_TAG_CHARS = 5000  # MLflow tag values hold at most 8000 characters
 TAG_MODEL = "visionsweep.model"  # the trial's model: a registered name, timm/NAME or pkg.module:function
 TAG_IMPORT_PATH = "visionsweep.model.import_path"  # a user's model: where it was imported from
@@ -99,8 +100,9 @@ class TrialLogger(tune.Callback):
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{trial.trial_id}",
-            tags={TAG_PARENT: self.parent_run_id, TAG_KIND: "trial", TAG_TRIAL_ID: trial.trial_id,
+            tags={TAG_PARENT: self.parent_run_id, TAG_KIND: KIND_TRIAL, TAG_TRIAL_ID: trial.trial_id,
                   **self._model_tags(self.sweep.trial_model(trial.config))},
+>>>>>>> faeb0f0 (visionsweep.record owns the MLflow record: every tag, param, metric and artifact name written or read (sweep, trial, ensemble runs, registered versions) and the models:/ URI form; tracking, orchestrator, ensemble, report and registry take them from it instead of ~20 literals and tracking._store's private names. No package imports another's private module: tracking.log_bytes is public, data exports IMAGE_SUFFIXES and decode_image (the one decoding of a file for training and serving), ensemble no longer reaches up into registry._predict. The pyfunc's own spec is classifier.json, no longer a second ensemble.json)
         )
         log_params(self.client, run.info.run_id, trial.config)
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, run.info.run_id, dict(trial.config))
@@ -127,8 +129,8 @@ class TrialLogger(tune.Callback):
         node = result.get("node_ip")  # Tune adds it to every result
         if node and node not in record.nodes[-1:]:
             record.nodes.append(node)
-            self.client.set_tag(record.run_id, "visionsweep.node", node)
-            self.client.set_tag(record.run_id, "visionsweep.nodes", ",".join(record.nodes))
+            self.client.set_tag(record.run_id, TAG_NODE, node)
+            self.client.set_tag(record.run_id, TAG_NODES, ",".join(record.nodes))
         now = int(time.time() * 1000)
         values = {k: v for k, v in result.items() if k.startswith(("train_", "val_"))}
         values["epoch_seconds"] = result.get("time_this_iter_s", 0.0)
@@ -150,8 +152,8 @@ class TrialLogger(tune.Callback):
     def on_trial_recover(self, iteration, trials, trial, **info):
         record = self.records[trial.trial_id]
         record.restarts += 1
-        self.client.set_tag(record.run_id, "visionsweep.restarts", str(record.restarts))
-        self.client.log_text(record.run_id, _error_text(trial), f"error-restart-{record.restarts}.txt")
+        self.client.set_tag(record.run_id, TAG_RESTARTS, str(record.restarts))
+        self.client.log_text(record.run_id, _error_text(trial), restart_error_artifact(record.restarts))
 
     def _finish(self, trial, errored: bool) -> None:
         record = self.records[trial.trial_id]
@@ -161,11 +163,11 @@ class TrialLogger(tune.Callback):
         record.outcome = trial_outcome(record.epochs or None, self.max_epochs, errored, record.early_stopped)
         tags = {TAG_OUTCOME: record.outcome.value}
         if record.outcome is Outcome.PRUNED:
-            tags["visionsweep.pruned_at_epoch"] = str(record.epochs)
+            tags[TAG_PRUNED_AT_EPOCH] = str(record.epochs)
         if errored:
             record.error = _error_text(trial)
-            tags["visionsweep.error"] = record.error[-ERROR_TAG_CHARS:]
-            self.client.log_text(record.run_id, record.error, "error.txt")
+            tags[TAG_ERROR] = record.error[-ERROR_TAG_CHARS:]
+            self.client.log_text(record.run_id, record.error, ERROR_ARTIFACT)
         elif trial.checkpoint is not None:
             self._log_best_epoch(record, trial.checkpoint, trial.config, (trial.last_result or {}).get("best_epoch"))
             if record.never_predicted:
@@ -189,10 +191,10 @@ class TrialLogger(tune.Callback):
                     test_probs = predictions["test_probs"] if "test_probs" in predictions else None
                 if test_probs is not None:
                     # Per class too (test_f1_<class>, ...); the record keeps the totals for the sweep's summary.
-                    final = task.scores(test_probs, self.data.y_test, "test_", thresholds, per_class=True)
-                    record.test_scores = {f"test_{m}": final[f"test_{m}"] for m in task.measures}
+                    final = task.scores(test_probs, self.data.y_test, TEST_PREFIX, thresholds, per_class=True)
+                    record.test_scores = {f"{TEST_PREFIX}{m}": final[f"{TEST_PREFIX}{m}"] for m in task.measures}
                     record.never_predicted = metrics.never_predicted(test_probs, task.classes, thresholds)
-                    Path(upload, PREDICTIONS_FILE).write_bytes(path.read_bytes())
+                    Path(upload, PREDICTIONS_ARTIFACT).write_bytes(path.read_bytes())
             if Path(folder, MODEL_FILE).exists():
                 self._write_model(Path(upload, TRIAL_MODEL_FOLDER), Path(folder, MODEL_FILE), config)
             if any(Path(upload).iterdir()):
@@ -201,7 +203,7 @@ class TrialLogger(tune.Callback):
         if best_epoch is None or best_epoch not in record.metric_by_epoch:
             return
         record.best_val = record.metric_by_epoch[best_epoch]
-        final.update({f"best_{self.metric}": record.best_val, "best_epoch": best_epoch})
+        final.update({best_metric(self.metric): record.best_val, BEST_EPOCH_METRIC: best_epoch})
         if thresholds is not None:
             final.update({f"threshold_{metrics.metric_name(c)}": t for c, t in zip(self.data.classes, thresholds)})
         now = int(time.time() * 1000)
