@@ -3,7 +3,9 @@
 import yaml
 
 from visionsweep.outcome import Outcome
-from visionsweep.record import KIND_LOST, TAG_ERROR, TAG_KIND, TAG_NODES, TAG_OUTCOME, TAG_RESTARTS, TAG_TRIAL_ID, TEST_PREFIX, best_metric
+from visionsweep.record import (
+    KIND_LOST, TAG_ERROR, TAG_KIND, TAG_NODES, TAG_OUTCOME, TAG_RESTARTS, TAG_TRIAL_ID, TEST_PREFIX, best_metric,
+)
 from visionsweep.tracking._store import trial_runs
 from visionsweep.tracking._trial_logger import TrialRecord
 
