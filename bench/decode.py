@@ -1,6 +1,6 @@
 """Decode throughput and the time a sweep spends before its first trial starts.
 
-What: a generated multi-label photo set like the one in issue 3 - N JPEGs of SIZE x SIZE (default 20,000 of
+What: a generated multi-label photo set like a user's own photo set - N JPEGs of SIZE x SIZE (default 20,000 of
 128x128), 14 labels in the label-files layout (images/ + labels/<label>.txt), about half the images with no
 label, the rarest label on 95 images, 10% saved grayscale, 5 truncated files (on_bad_image: skip).
 Measured:

@@ -54,7 +54,7 @@ def config_for(quick: bool) -> tuple[SweepConfig, str]:
             search={"trials": 3, "seed": 3}, scheduler={"max_epochs": 2}, resources={"cpu": 1, "concurrent": 2},
         ), "3"
     if "fashion_mnist" not in data.names():
-        raise SystemExit("quality needs the fashion_mnist dataset (issue 3)")
+        raise SystemExit("quality needs the fashion_mnist dataset (apt-get install dataset-fashion-mnist)")
     sections = {
         "data": {"dataset": "fashion_mnist", "val_fraction": 0.1},  # 6,000 validation rows; the 10,000 test rows are given
         "model_params": {"n_conv": 3, "channels": 32, "channel_growth": 2.0, "dense": 128, "batchnorm": True},

@@ -9,7 +9,7 @@
 #     MLFLOW_HOST=10.0.0.12 MLFLOW_ARTIFACTS_DESTINATION=/data/mlartifacts mlflow/serve.sh
 #
 # The flags themselves live in one place, `visionsweep ui` (src/visionsweep/cli.py): one worker and no job
-# runner, 2 processes and ~560 MB instead of ~13 processes (shared/notes/STACK.md).
+# runner, 2 processes and ~560 MB instead of ~13 processes (docs/stack.md).
 set -euo pipefail
 exec visionsweep ui \
   --tracking-uri "${MLFLOW_BACKEND_STORE_URI:-sqlite:///mlflow.db}" \

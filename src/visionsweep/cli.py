@@ -334,7 +334,7 @@ def cmd_ui(args) -> int:
 
 
 def server_command(uri: str, host: str, port: int, artifacts_destination: str | None = None) -> list[str]:
-    """`mlflow server` with low-memory settings: one worker (STACK.md: 2 processes, ~560 MB, not 13)."""
+    """`mlflow server` with low-memory settings: one worker (docs/stack.md: 2 processes, ~560 MB, not 13)."""
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
                "--host", host, "--port", str(port), "--workers", "1"]
     if artifacts_destination:

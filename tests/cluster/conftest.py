@@ -1,7 +1,9 @@
 """Fixtures of the cluster tests: one two-node Ray cluster and one MLflow server (PostgreSQL) per module."""
 
 import pytest
-from harness import Cluster, MlflowServer
+from harness import Cluster
+
+from support.servers import MlflowServer
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """A real two-node Ray cluster on this machine, an MLflow server on PostgreSQL, and drivers as real processes.
 
-Recipe from shared/notes/STACK.md: nodes on their own loopback addresses (127.0.0.1 would be replaced by
+Recipe (docs/stack.md): nodes on their own loopback addresses (127.0.0.1 would be replaced by
 the machine's address), a temp dir per node, every port chosen free, fast dead-node detection. Each
 node is `ray start --block`, so every process of a node is a descendant of one pid we own: stopping or
 killing a node touches only those processes (never `ray stop`, which ends every Ray on the machine).
@@ -11,7 +11,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,11 +20,12 @@ from pathlib import Path
 
 import yaml
 
-from visionsweep.cli import server_command, server_environment
+from support.servers import free_port, wait_for
+
 
 SRC = Path(__file__).parents[2] / "src"
 RAY = Path(sys.executable).parent / "ray"
-# A killed node is declared dead after about 1 s instead of 13-15 s (STACK.md).
+# A killed node is declared dead after about 1 s instead of 13-15 s (docs/stack.md).
 FAST_HEALTH_CHECK = {
     "RAY_health_check_initial_delay_ms": "0",
     "RAY_health_check_period_ms": "500",
@@ -36,12 +36,6 @@ FAST_HEALTH_CHECK = {
 # two trials land one per node and the tests can tell the nodes apart.
 SPREAD = {"RAY_scheduler_spread_threshold": "0.0"}
 STOP_ORDER = ("raylet", "log_monitor", "monitor.py", "ray_client_server", "gcs_server")  # quickest clean stop
-
-
-def free_port(host="127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def worker_ports_ceiling() -> int:
@@ -61,17 +55,6 @@ def environment(**extra) -> dict[str, str]:
         **extra,
     )
     return env
-
-
-def wait_for(condition, timeout: float, what: str, every: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 class RayNode:
@@ -227,35 +210,6 @@ class Cluster:
         for worker in self.workers:
             worker.stop()
         self.head.stop()
-
-
-class MlflowServer:
-    """`mlflow server` on 127.0.0.1 with a PostgreSQL backend store; stop() and start() again on the same port."""
-
-    def __init__(self, backend: str, folder: Path):
-        self.backend, self.folder, self.port = backend, folder, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = None
-
-    def start(self, timeout: float = 120) -> None:
-        command = server_command(self.backend, "127.0.0.1", self.port, str(self.folder / "artifacts"))
-        log = open(self.folder / "mlflow-server.log", "a")
-        self.process = subprocess.Popen(command, env=server_environment(), stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_for(self._healthy, timeout, f"the MLflow server (log: {self.folder / 'mlflow-server.log'})", every=0.5)
-
-    def _healthy(self) -> bool:
-        assert self.process.poll() is None, (self.folder / "mlflow-server.log").read_text()[-3000:]
-        try:
-            urllib.request.urlopen(f"{self.url}/health", timeout=1)
-            return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        server = self.process.pid
-        terminate([server, *descendants(server)], grace=10)
-        self.process.wait(10)
 
 
 class Driver:

@@ -11,9 +11,10 @@ import time
 
 import optuna
 import pytest
-from harness import Driver, wait_for, write_sweep
+from harness import Driver, write_sweep
 from mlflow.tracking import MlflowClient
 
+from support.servers import wait_for
 from visionsweep import tracking
 
 pytestmark = pytest.mark.cluster

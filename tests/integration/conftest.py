@@ -1,11 +1,9 @@
 import os
-import subprocess
 
 import pytest
 import ray
 
-from servers import LOCAL_RAY, free_port, wait_until_serving
-from visionsweep.cli import server_command, server_environment
+from support.servers import LOCAL_RAY, MlflowServer
 
 
 @pytest.fixture(scope="session")
@@ -20,24 +18,15 @@ def local_ray():
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real `mlflow server` on 127.0.0.1 (sqlite backend, proxied artifacts), stopped afterwards."""
-    port = free_port()
-    command = server_command(f"sqlite:///{tmp_path}/server.db", "127.0.0.1", port, str(tmp_path / "artifacts"))
-    log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen(command, env=server_environment(), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_serving(url, server, tmp_path / "server.log", stop=server.kill)
-    yield url
-    server.terminate()
-    try:
-        server.wait(10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    server = MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path)
+    server.start(timeout=60)
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="session")
 def reported_sweep(local_ray, tmp_path_factory):
-    """A small digits sweep run, ensembled and reported through the CLI, as a person would (issue 6).
+    """A small digits sweep run, ensembled and reported through the CLI, as a person would.
 
     Shared by the report test and the browser test: one sweep (~20 s) for both.
     """

@@ -18,7 +18,7 @@ import ray
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from servers import LOCAL_RAY, free_port, wait_until_serving
+from support.servers import LOCAL_RAY, free_port, wait_until_serving
 from visionsweep import data, models, tracking
 from visionsweep.cli import main
 from visionsweep.config import ConfigError, parse_config

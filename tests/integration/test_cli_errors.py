@@ -12,7 +12,7 @@ import torch
 from mlflow.entities import Metric
 from PIL import Image
 
-from servers import free_port
+from support.servers import free_port
 from visionsweep import models, registry, tracking
 from visionsweep.cli import main
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import free_port, wait_until_serving
+from support.servers import free_port, wait_until_serving
 from visionsweep import tracking
 
 pytestmark = pytest.mark.integration

@@ -139,7 +139,7 @@ def _assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 @contextlib.contextmanager
 def _seeded_global_random(seed: int):
-    # IterativeStratification draws from the global np.random and refuses random_state (STACK.md):
+    # IterativeStratification draws from the global np.random and refuses random_state (docs/stack.md):
     # seed it here, restore it after.
     saved = np.random.get_state()
     np.random.seed(seed)

@@ -99,7 +99,7 @@ def make_sampler(config: SweepConfig | SearchConfig, concurrent: int) -> optuna.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if search.sampler == "qmc":
             return optuna.samplers.QMCSampler(seed=search.seed, scramble=True, warn_independent_sampling=False)
-        # Constant liar keeps parallel workers from sampling the same region (STACK.md); group keeps
+        # Constant liar keeps parallel workers from sampling the same region (docs/stack.md); group keeps
         # multivariate TPE multivariate when conditions and repeats change which parameters a trial has.
         # Without them every trial has every parameter, and grouping only costs time (about 2 ms of a 7 ms
         # ask at 300 trials, bench/ask_latency.py); a bare SearchConfig does not say, so it groups.

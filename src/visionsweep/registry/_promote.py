@@ -32,7 +32,6 @@ from visionsweep.registry._pyfunc import SPEC_FILE
 # imports torch, torchvision and timm (the models), numpy, Pillow, scikit-learn and the bundled visionsweep code
 # and user model code (plus what MLflow itself needs).
 REQUIREMENTS = ("torch", "torchvision", "timm", "numpy", "pillow", "scikit-learn", "mlflow")
->>>>>>> faeb0f0 (visionsweep.record owns the MLflow record: every tag, param, metric and artifact name written or read (sweep, trial, ensemble runs, registered versions) and the models:/ URI form; tracking, orchestrator, ensemble, report and registry take them from it instead of ~20 literals and tracking._store's private names. No package imports another's private module: tracking.log_bytes is public, data exports IMAGE_SUFFIXES and decode_image (the one decoding of a file for training and serving), ensemble no longer reaches up into registry._predict. The pyfunc's own spec is classifier.json, no longer a second ensemble.json)
 
 
 class GateRefused(Exception):

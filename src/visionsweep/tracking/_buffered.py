@@ -8,7 +8,7 @@ when it answers again, the backlog goes out in its original order (an epoch's me
 final status). Calls that return something (create_run, get_run, ...) are made at once, retried the same way.
 
 Each request costs about as much as the next whatever it carries (5-10 ms on sqlite, most of it the
-store's own bookkeeping, STACK.md), so the writer lets writes gather for up to `batch_seconds` and sends
+store's own bookkeeping, docs/stack.md), so the writer lets writes gather for up to `batch_seconds` and sends
 each run's metrics, params and tags of that window as one `log_batch`: a trial's params, node tags and
 first epochs go out together. A run's final status still goes out after everything queued before it.
 """
@@ -39,7 +39,7 @@ BATCHABLE = frozenset({"log_batch", "log_metric", "log_param", "set_tag"})
 # does not wait. Epochs of a few seconds then share one request per run: on the logging benchmark's sweep a
 # 1-s window gave about one request per epoch and 3.7% of the wall time in MLflow calls, 5 s gave 1.9%.
 BATCH_SECONDS = TrackingConfig().batch_seconds
-# log_batch's own limits (STACK.md), and a byte budget well inside its 1 MB per request.
+# log_batch's own limits (docs/stack.md), and a byte budget well inside its 1 MB per request.
 BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}
 BATCH_BYTES = 500_000
 FIRST_BACKOFF = 0.25  # seconds before the first retry; doubles up to MAX_BACKOFF

@@ -102,7 +102,6 @@ class TrialLogger(tune.Callback):
             run_name=f"trial-{trial.trial_id}",
             tags={TAG_PARENT: self.parent_run_id, TAG_KIND: KIND_TRIAL, TAG_TRIAL_ID: trial.trial_id,
                   **self._model_tags(self.sweep.trial_model(trial.config))},
->>>>>>> faeb0f0 (visionsweep.record owns the MLflow record: every tag, param, metric and artifact name written or read (sweep, trial, ensemble runs, registered versions) and the models:/ URI form; tracking, orchestrator, ensemble, report and registry take them from it instead of ~20 literals and tracking._store's private names. No package imports another's private module: tracking.log_bytes is public, data exports IMAGE_SUFFIXES and decode_image (the one decoding of a file for training and serving), ensemble no longer reaches up into registry._predict. The pyfunc's own spec is classifier.json, no longer a second ensemble.json)
         )
         log_params(self.client, run.info.run_id, trial.config)
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, run.info.run_id, dict(trial.config))

@@ -1,0 +1,1 @@
+"""What the integration and cluster suites share: free ports, waiting for a server, a real `mlflow server`."""
