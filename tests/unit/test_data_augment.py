@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from visionsweep.config import AugmentConfig
 from visionsweep.data import imbalance
-from visionsweep.data.augment import Augmenter, offline_copies
+from visionsweep.data.augment import AugmentConfig, Augmenter, offline_copies
 
 EVERYTHING = dict(hflip=0.5, vflip=0.5, rotation=20, translate=0.1, scale=0.2, shear=10, crop=0.6,
                   brightness=0.3, contrast=0.3, noise=0.05)

@@ -3,8 +3,7 @@ import pytest
 
 from visionsweep.orchestrator import StudySearch, open_study_storage
 from visionsweep.outcome import Outcome, trial_outcome
-from visionsweep.search_spaces import DefineByRun
-from visionsweep.config import Distribution
+from visionsweep.search_spaces import DefineByRun, Distribution
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visionsweep.config import ConfigError
+from visionsweep.errors import ConfigError
 
 
 class DataError(ConfigError):

@@ -12,12 +12,31 @@ beside a training step at realistic image sizes.
 """
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch.nn.functional import one_hot
 from torchvision.transforms import v2
 
-from visionsweep.config import AugmentConfig
-
 OFFLINE_CHUNK = 1024  # images converted to float at a time when making offline copies
+
+
+class AugmentConfig(BaseModel):
+    """Training-time augmentation, torchvision.transforms.v2 on tensors. Search any of these as `augment.NAME`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    hflip: float = Field(0.0, ge=0, le=1)  # probability of a horizontal flip
+    vflip: float = Field(0.0, ge=0, le=1)  # probability of a vertical flip
+    rotation: float = Field(0.0, ge=0, le=180)  # degrees, drawn in [-rotation, rotation]
+    translate: float = Field(0.0, ge=0, lt=1)  # fraction of the side, each direction
+    scale: float = Field(0.0, ge=0, lt=1)  # zoom drawn in [1 - scale, 1 + scale]
+    shear: float = Field(0.0, ge=0, lt=90)  # degrees
+    crop: float = Field(1.0, gt=0, le=1)  # RandomResizedCrop's smallest area fraction; 1 = off
+    brightness: float = Field(0.0, ge=0, lt=1)  # factor drawn in [1 - brightness, 1 + brightness]
+    contrast: float = Field(0.0, ge=0, lt=1)  # factor drawn in [1 - contrast, 1 + contrast]
+    noise: float = Field(0.0, ge=0)  # std of Gaussian noise on the 0..1 pixel scale
+    cutmix: float = Field(0.0, ge=0)  # CutMix Beta alpha per batch; 0 = off
+    mixup: float = Field(0.0, ge=0)  # MixUp Beta alpha per batch; 0 = off (with cutmix: one of them per batch)
+    offline_copies: int = Field(0, ge=0)  # augmented copies of each training image, made once per trial
 
 
 class Augmenter:

@@ -5,7 +5,7 @@ from typing import Any
 
 import optuna
 
-from visionsweep.config import Distribution
+from visionsweep.search_spaces.distribution import Distribution
 
 INDEX = "{i}"  # in a repeated parameter's name: conv{i}.channels -> conv1.channels, conv2.channels, ...
 
