@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from visionsweep import data, registry, tracking
+from visionsweep import data, record, registry, tracking
 from visionsweep.cli import main
 from visionsweep.config import parse_config
 from visionsweep.ensemble import run_ensemble
@@ -73,7 +73,7 @@ def test_promoted_trial_and_ensemble_reproduce_stored_predictions_in_a_fresh_pro
         np.testing.assert_allclose(fresh["digits"], stored(client, best)["test_probs"], atol=1e-5)
         np.testing.assert_allclose(fresh["digits-ensemble"], stored(client, table.run_id)["test_probs"], atol=1e-5)
 
-    with open(client.download_artifacts(table.run_id, "ensemble.json", str(folder))) as file:
+    with open(client.download_artifacts(table.run_id, record.ENSEMBLE_ARTIFACT, str(folder))) as file:
         spec = json.load(file)
     version = client.get_model_version_by_alias("digits-ensemble", "champion")
     assert float(version.tags["visionsweep.test_score"]) == pytest.approx(spec["test_score"])

@@ -129,7 +129,7 @@ class CoordinateSearch(Searcher):
         best = self.best.get(trial_id)
         self.best[trial_id] = value if best is None else (max if self.mode == "max" else min)(best, value)
 
-    # Ray saves searchers with the experiment state (Tuner.restore); the walk is plain data.
+    # Ray saves searchers with the experiment state and restores them on resume; the walk is plain data.
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as file:
             pickle.dump(self.__dict__, file)
