@@ -21,8 +21,9 @@ LAYERS = [
     {"config"},  # the sweep file, checked against those registries in one step
     {"trainables"},
     {"tracking"},
-    {"orchestrator", "ensemble", "report"},
+    {"orchestrator", "ensemble"},
     {"registry"},
+    {"report"},  # Grad-CAM loads a trial's model through the registry
     {"cli"},
 ]
 LAYER = {room: rank for rank, rooms in enumerate(LAYERS) for room in rooms}

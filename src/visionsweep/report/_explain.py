@@ -12,7 +12,6 @@ from visionsweep.report._cam import Example, grad_cam, pick_examples, target_lay
 from visionsweep.record import CAM_FOLDER, KIND_TRIAL, PREDICTIONS_ARTIFACT, TAG_KIND, TAG_PARENT
 
 
-
 @dataclass
 class Explanation:
     run_id: str
