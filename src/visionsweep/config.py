@@ -14,7 +14,6 @@ before anything starts (no Ray, no MLflow).
 
 from __future__ import annotations
 
-import builtins
 import copy
 import os
 import re
@@ -24,6 +23,11 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from visionsweep import data, models, search_spaces
+from visionsweep.data.augment import AugmentConfig
+from visionsweep.errors import ConfigError
+from visionsweep.search_spaces import Distribution
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -36,10 +40,6 @@ REPORTED_METRICS = {
     "val_subset_accuracy": "max",
     "val_hamming_loss": "min",
 }
-
-
-class ConfigError(ValueError):
-    """A sweep file that cannot run. The message names field, value and what is allowed."""
 
 
 class _Section(BaseModel):
@@ -77,48 +77,6 @@ class DataConfig(_Section):
         if self.test_dataset and not Path(self.test_dataset).exists():
             raise ValueError(f"test_dataset {self.test_dataset!r}: no such file or folder")
         return self
-
-
-class Distribution(_Section):
-    """One searched parameter: exactly one of the four keys, e.g. `{loguniform: [1e-4, 1e-1]}`."""
-
-    uniform: tuple[float, float] | None = None  # low, high
-    loguniform: tuple[float, float] | None = None  # low, high; both > 0
-    int: tuple[builtins.int, builtins.int] | None = None  # low, high, inclusive
-    categorical: list[Any] | None = None  # the choices
-    when: dict[str, Any] | None = None  # sampled only while each named parameter has this value (or one of a list)
-    repeat: str | None = None  # a count parameter: the name holds {i}, one parameter each for i = 1..count
-
-    @model_validator(mode="after")
-    def _exactly_one(self):
-        given = [k for k in KINDS if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of {', '.join(KINDS)} (got {given or 'none'})")
-        kind = given[0]
-        value = getattr(self, kind)
-        if kind == "categorical":
-            if not value:
-                raise ValueError("categorical needs at least one choice")
-        elif value[0] > value[1]:
-            raise ValueError(f"{kind}: low {value[0]} is above high {value[1]}")
-        elif kind == "loguniform" and value[0] <= 0:
-            raise ValueError(f"loguniform: low must be > 0 (got {value[0]})")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return next(k for k in KINDS if getattr(self, k) is not None)
-
-    @property
-    def args(self):
-        return getattr(self, self.kind)
-
-    def extremes(self) -> list:
-        """The values that show whether the range fits a parameter: every choice, or low and high."""
-        return list(self.categorical) if self.kind == "categorical" else list(self.args)
-
-
-KINDS = ("uniform", "loguniform", "int", "categorical")
 
 
 class TrainConfig(_Section):
@@ -162,24 +120,6 @@ class TrainConfig(_Section):
     # sit far below 0.5: at a fixed 0.5 it is never predicted), global one for all, fixed uses fixed_threshold.
     threshold: Literal["fixed", "global", "per_class"] = "per_class"
     fixed_threshold: float = Field(0.5, gt=0, lt=1)  # probability, for threshold: fixed
-
-
-class AugmentConfig(_Section):
-    """Training-time augmentation, torchvision.transforms.v2 on tensors. Search any of these as `augment.NAME`."""
-
-    hflip: float = Field(0.0, ge=0, le=1)  # probability of a horizontal flip
-    vflip: float = Field(0.0, ge=0, le=1)  # probability of a vertical flip
-    rotation: float = Field(0.0, ge=0, le=180)  # degrees, drawn in [-rotation, rotation]
-    translate: float = Field(0.0, ge=0, lt=1)  # fraction of the side, each direction
-    scale: float = Field(0.0, ge=0, lt=1)  # zoom drawn in [1 - scale, 1 + scale]
-    shear: float = Field(0.0, ge=0, lt=90)  # degrees
-    crop: float = Field(1.0, gt=0, le=1)  # RandomResizedCrop's smallest area fraction; 1 = off
-    brightness: float = Field(0.0, ge=0, lt=1)  # factor drawn in [1 - brightness, 1 + brightness]
-    contrast: float = Field(0.0, ge=0, lt=1)  # factor drawn in [1 - contrast, 1 + contrast]
-    noise: float = Field(0.0, ge=0)  # std of Gaussian noise on the 0..1 pixel scale
-    cutmix: float = Field(0.0, ge=0)  # CutMix Beta alpha per batch; 0 = off
-    mixup: float = Field(0.0, ge=0)  # MixUp Beta alpha per batch; 0 = off (with cutmix: one of them per batch)
-    offline_copies: int = Field(0, ge=0)  # augmented copies of each training image, made once per trial
 
 
 class SearchConfig(_Section):
@@ -319,14 +259,11 @@ class SweepConfig(_Section):
     @field_validator("space", mode="before")
     @classmethod
     def _compose_named_spaces(cls, space):
-        from visionsweep import search_spaces
-
         return search_spaces.compose(space)
 
     @model_validator(mode="after")
     def _known_names(self):
-        from visionsweep import data, models
-
+        """The registry checks, in one step: the model, the dataset, every named parameter and the space."""
         choices = self.model_choices
         if "model" in self.space and (self.space["model"].kind != "categorical" or self.space["model"].when
                                       or self.space["model"].repeat):
@@ -375,8 +312,6 @@ class SweepConfig(_Section):
                 if missing:
                     raise ValueError(f"model {model!r} needs {', '.join(missing)} (no default in "
                                      f"{models.allowed_text(model)}): set it in model_params or space")
-        from visionsweep import search_spaces
-
         search_spaces.check(self.space, self.fixed_values(), self.search.sampler)
         if self.search.strategy == "coordinate" and self.space:
             raise ValueError("space is not used with strategy coordinate: list the values in search.values")
@@ -399,8 +334,6 @@ class SweepConfig(_Section):
 
     @staticmethod
     def _unknown(name: str, model, hint: str) -> ValueError:
-        from visionsweep import models
-
         owners = " or ".join(f"{m!r} ({models.allowed_text(m)})" for m in _as_list(model))
         return ValueError(
             f"parameter {name!r} is neither a train setting ({', '.join(TrainConfig.model_fields)}), "
@@ -417,8 +350,6 @@ class SweepConfig(_Section):
         """Every parameter's value when not sampled: train settings, the model, its defaults and model_params.
 
         In a family of models, a parameter several models share takes the first one's default."""
-        from visionsweep import models
-
         augment = {AUGMENT_PREFIX + k: v for k, v in self.augment.model_dump().items()}
         defaults = {}
         for model in reversed(self.model_choices):
@@ -431,8 +362,6 @@ class SweepConfig(_Section):
 
     def trial_settings(self, sampled: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
         """Splits a trial's sampled values into its training recipe and its model's parameters (those it takes)."""
-        from visionsweep import models
-
         model = self.trial_model(sampled)
         merged = {k: v for k, v in {**self.model_params, **sampled}.items() if not k.startswith(AUGMENT_PREFIX)}
         recipe = {k: v for k, v in merged.items() if k in TrainConfig.model_fields}

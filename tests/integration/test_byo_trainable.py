@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import visionsweep
-from visionsweep import tracking
+from visionsweep import record, tracking
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +50,12 @@ def test_a_training_function_of_your_own_from_python(local_ray, tmp_path, monkey
         history = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert sorted(m.step for m in history) == list(range(1, len(history) + 1))
     for run in kept:
-        assert run.data.tags[tracking.TAG_PREDICTIONS] == "stored" and "test_accuracy" in run.data.metrics
+        assert run.data.tags[record.TAG_PREDICTIONS] == "stored" and "test_accuracy" in run.data.metrics
         stored = tracking.load_artifact_npz(client, run.info.run_id, "predictions.npz")
         assert stored["val_probs"].shape[1] == stored["test_probs"].shape[1] == 10
         assert "trained_model/weights.pt" in {a.path for a in client.list_artifacts(run.info.run_id, "trained_model")}
     for run in dropped:
-        assert run.data.tags[tracking.TAG_PREDICTIONS] == "none" and "test_accuracy" not in run.data.metrics
+        assert run.data.tags[record.TAG_PREDICTIONS] == "none" and "test_accuracy" not in run.data.metrics
 
     pruned = [r for r in runs if r.data.tags[tracking.TAG_OUTCOME] == "pruned"]
     assert pruned, "ASHA with reduction factor 2 must stop the lr 1e-4 trials"

@@ -13,7 +13,7 @@ from mlflow.entities import Metric
 from PIL import Image
 
 from support.servers import free_port
-from visionsweep import models, registry, tracking
+from visionsweep import models, record, registry, tracking
 from visionsweep.cli import main
 
 pytestmark = pytest.mark.integration
@@ -35,9 +35,9 @@ def store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{folder}/mlflow.db"
     client, experiment = tracking.connect(uri, "cli-errors")
-    sweep = client.create_run(experiment, tags={tracking.TAG_KIND: "sweep", "visionsweep.metric": "val_accuracy",
+    sweep = client.create_run(experiment, tags={record.TAG_KIND: "sweep", "visionsweep.metric": "val_accuracy",
                                                 "visionsweep.mode": "max"}).info.run_id
-    trial = client.create_run(experiment, tags={"mlflow.parentRunId": sweep, tracking.TAG_KIND: "trial"}).info.run_id
+    trial = client.create_run(experiment, tags={"mlflow.parentRunId": sweep, record.TAG_KIND: "trial"}).info.run_id
     model = models.create("cnn", **SHAPE, **PARAMS).eval()
     (folder / "trial" / "trained_model").mkdir(parents=True)
     torch.save(model.state_dict(), folder / "trial" / "trained_model" / "weights.pt")

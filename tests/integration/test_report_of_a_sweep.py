@@ -82,7 +82,7 @@ def test_class_activation_maps_of_the_final_ensembles_best_member(reported_sweep
     assert found, page[page.find("Class activation maps"):][:600]
     run_id = found.group(2)
     ensemble = client.search_runs([reported_sweep.experiment_id], filter_string=(
-        f"tags.`mlflow.parentRunId` = '{reported_sweep.sweep_run_id}' and tags.`{tracking.TAG_KIND}` = 'ensemble'"))[0]
+        f"tags.`mlflow.parentRunId` = '{reported_sweep.sweep_run_id}' and tags.`{record.TAG_KIND}` = 'ensemble'"))[0]
     spec = client.download_artifacts(ensemble.info.run_id, "ensemble.json", str(reported_sweep.folder / "spec"))
     members = {m["run_id"] for m in json.loads(open(spec).read())["members"]}
     scores = {r.info.run_id: r.data.metrics["best_val_accuracy"] for r in tracking.trial_runs(client, reported_sweep.sweep_run_id)

@@ -66,7 +66,7 @@ def without_predictions(client, sweep_run_id: str) -> list[str]:
     """The names of the sweep's trial runs that ended without stored predictions (a training function that
     passed none to `trial.report`): the ensemble leaves them out, and says so."""
     return sorted(run.info.run_name for run in tracking.trial_runs(client, sweep_run_id)
-                  if run.data.tags.get(tracking.TAG_PREDICTIONS) == "none")
+                  if run.data.tags.get(TAG_PREDICTIONS) == "none")
 
 
 def registered_members(client, uris: list[str]) -> tuple[list, list[str]]:
