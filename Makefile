@@ -5,7 +5,6 @@ BIN := $(VENV)/bin
 # Every install goes through constraints.txt, the exact tested versions: it keeps pip from resolving a newer
 # torch (a CUDA build of several GB) while pyproject.toml declares compatible ranges.
 CONSTRAINTS := constraints.txt
-export RAY_AUTH_MODE := disabled
 
 .PHONY: setup data demo test test-unit test-integration ui bench bench-full bench-quality bench-gpu bench-rare-labels clean
 

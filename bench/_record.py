@@ -43,7 +43,6 @@ TABLE_START, TABLE_END = "<!-- results table: written by bench/_record.py -->", 
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 os.environ.setdefault("PYTHONPATH", str(SRC))  # Ray workers import visionsweep too
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 

@@ -144,6 +144,7 @@ def startup_parts(config, dataset, uri: str) -> dict:
     import ray
 
     from visionsweep import data, tracking
+    from visionsweep.orchestrator import local_ray_auth
 
     seconds = {}
 
@@ -158,6 +159,7 @@ def startup_parts(config, dataset, uri: str) -> dict:
     client, experiment = tracking.connect(uri, "bench-startup-parts")
     timed("mlflow_sweep_run", lambda: tracking.start_sweep(client, experiment, config, dataset, split))
     ray.shutdown()
+    local_ray_auth()  # as run_sweep's own Ray: token auth on
     timed("ray_init", lambda: ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False))
     arrays = {f"x_{part}": dataset.images[getattr(split, part)] for part in ("train", "val", "test")}
     timed("object_store_put", lambda: ray.put(arrays))

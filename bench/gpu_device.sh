@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results/device}
 mkdir -p "$OUT"
 CARRY=.gpu-carry
-export PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
+export PYTHONUNBUFFERED=1 MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
 
 if [ -d "$CARRY" ]; then
   PYTHON=python3

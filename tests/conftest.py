@@ -1,7 +1,11 @@
 import os
+import secrets
 
-# Every test process: no Ray token auth (an old ~/.ray/auth_token would turn it on), no artifact progress bars.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Every test process and what it starts (Ray nodes, drivers, `visionsweep` commands): Ray's token auth on, with
+# one token of the test session's own in the environment, never ~/.ray/auth_token (other Rays on this machine
+# use that one); no artifact progress bars.
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 

@@ -3,6 +3,7 @@
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from urllib.parse import urlparse
 from visionsweep.config import ConfigError, load_config, resolve_tracking_uri
 
 UI_PORT = 5000
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C: what was open is closed killed on the way out (run, resume)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def failure_line(err: Exception) -> str | None:
@@ -235,6 +240,15 @@ def report_sweep(config, result, uri) -> int:
           f"{result.mlflow_wait_seconds:.1f} s; sweep run {result.sweep_run_id}")
     print(f"ensemble: visionsweep ensemble --experiment {config.name} --tracking-uri {uri}")
     print(f"browse:   visionsweep ui --tracking-uri {uri}   then open http://127.0.0.1:{UI_PORT}")
+    if result.status == "KILLED":
+        print(f"interrupted: the sweep and its cut-short trials are marked killed; continue them with "
+              f"visionsweep resume {result.sweep_run_id} --tracking-uri {uri}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.records and all(r.outcome is Outcome.FAILED for r in result.records):
+        first = result.records[0]
+        print(f"\nerror: every trial failed; the first, trial {first.trial_id} (MLflow run {first.run_id}):\n"
+              f"{(first.error or '(no error text)').rstrip()}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -327,10 +341,29 @@ def cmd_ui(args) -> int:
     uri = resolve_tracking_uri(args.tracking_uri)
     command = server_command(uri, args.host, args.port, args.artifacts_destination)
     print(f"MLflow UI for {uri} at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    # The server and its workers in a process group of their own, stopped together when this process is told to
+    # stop, by Ctrl-C or by a signal to its PID alone (a service manager's SIGTERM).
+    server = subprocess.Popen(command, env=server_environment(), start_new_session=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM, too, raises KeyboardInterrupt
     try:
-        return subprocess.call(command, env=server_environment())
+        return server.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        stop_process_group(server)
+
+
+def stop_process_group(process: subprocess.Popen, grace_s: float = 10) -> None:
+    """SIGTERM to the process's group; after its leader ended (or `grace_s` seconds), SIGKILL to what is left."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:  # the whole group is gone
+            return
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def server_command(uri: str, host: str, port: int, artifacts_destination: str | None = None) -> list[str]:

@@ -51,6 +51,7 @@ TAG_NODES = "visionsweep.nodes"  # every node it ran on, comma-separated, in ord
 TAG_RESTARTS = "visionsweep.restarts"  # retries from its last checkpoint after its process or node died
 TAG_PRUNED_AT_EPOCH = "visionsweep.pruned_at_epoch"
 TAG_ERROR = "visionsweep.error"  # the end of the error; ERROR_ARTIFACT holds all of it
+TAG_FAILURE_REASON = "visionsweep.failure_reason"  # its last line, e.g. "Diverged: train_loss is nan at epoch 3"
 TAG_PREDICTIONS = "visionsweep.predictions"  # stored | none: whether the trial left predictions for the ensemble
 TAG_NEVER_PREDICTED = "visionsweep.never_predicted"  # trial, ensemble or sweep (its best trial): classes given no test row
 ERROR_ARTIFACT = "error.txt"

@@ -48,7 +48,8 @@ def worker_ports_ceiling() -> int:
 def environment(**extra) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     env.update(
-        RAY_AUTH_MODE="disabled",
+        RAY_AUTH_MODE="token",  # every node and driver: the test session's token (tests/conftest.py)
+        RAY_AUTH_TOKEN=os.environ["RAY_AUTH_TOKEN"],
         PYTHONPATH=str(SRC),
         PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",  # `python` in a job's entrypoint: this venv
         MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",

@@ -9,7 +9,6 @@ from support.servers import LOCAL_RAY, MlflowServer
 @pytest.fixture(scope="session")
 def local_ray():
     """One real local Ray for the session (ray.init costs 3-10 s). Tests that run their own cluster don't use it."""
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     ray.init(**LOCAL_RAY)
     yield
     ray.shutdown()

@@ -30,7 +30,7 @@ RECORD_NAMES = {"logging_share": "logging"}
 def quick_runs(request, tmp_path_factory):
     """Every selected script started at once: most of a quick run is start-up (imports, ray.init, a new MLflow
     store), which overlaps well; one after the other they took 3.5 minutes of the suite."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     selected = {item.callspec.params["script"] for item in request.session.items
                 if item.module is request.module and hasattr(item, "callspec")}
     runs = {}

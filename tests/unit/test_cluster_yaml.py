@@ -35,6 +35,15 @@ def test_services_stay_off_public_addresses():
     assert workers["GPU"] == 1
 
 
+def test_every_node_runs_with_rays_token_auth():
+    config = load()
+    assert config["file_mounts"]["/home/ubuntu/.ray/auth_token"] == "~/.ray/auth_token"
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        start = next(command for command in commands if "ray start" in command)
+        assert "RAY_AUTH_MODE=token" in start
+    assert "disabled" not in yaml.safe_dump(config)
+
+
 def test_setup_installs_the_pinned_project():
     setup = " ".join(copy.deepcopy(load())["setup_commands"])
     assert "-c \"$HOME/visionsweep/constraints.txt\"" in setup and "visionsweep[cluster]" in setup

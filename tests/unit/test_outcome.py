@@ -2,7 +2,7 @@ import optuna
 import pytest
 
 from visionsweep.orchestrator import StudySearch, open_study_storage
-from visionsweep.outcome import Outcome, trial_outcome
+from visionsweep.outcome import FAILURE, Diverged, Outcome, check_finite, failure_reason, trial_outcome
 from visionsweep.search_spaces import DefineByRun, Distribution
 
 
@@ -75,3 +75,29 @@ def test_a_resumed_searcher_tells_no_trial_twice(tmp_path):
     study = optuna.load_study(study_name="s", storage=storage())
     assert [(t.state, t.value) for t in study.trials] == [(optuna.trial.TrialState.COMPLETE, 0.5),
                                                           (optuna.trial.TrialState.COMPLETE, 0.7)]
+def test_a_non_finite_loss_is_a_divergence_that_names_its_epoch_and_value():
+    check_finite(3, train_loss=0.5, val_loss=None)
+    with pytest.raises(Diverged, match="val_loss is inf at epoch 4") as raised:
+        check_finite(4, train_loss=0.5, val_loss=float("inf"))
+    assert (raised.value.epoch, raised.value.name) == (4, "val_loss")
+    with pytest.raises(Diverged, match="train_loss is nan at epoch 1"):
+        check_finite(1, train_loss=float("nan"), val_loss=float("nan"))
+
+
+def test_the_reason_of_a_failure_is_the_last_line_of_its_trace_without_the_module():
+    trace = 'Traceback (most recent call last):\n  File "x.py", line 1\nvisionsweep.outcome.Diverged: train_loss is nan at epoch 2\n'
+    assert failure_reason(trace) == "Diverged: train_loss is nan at epoch 2"
+    assert failure_reason("ValueError: a.b: c\n") == "ValueError: a.b: c"
+    assert failure_reason("") == "failed without an error message"
+
+
+def test_a_failure_reported_as_a_result_reaches_optuna_as_fail_and_scores_nothing():
+    """The trainable reports its error as its last result (outcome.FAILURE) so that Ray does not retry it."""
+    searcher = searcher_over_one_parameter(max_epochs=4)
+    searcher.suggest("diverged")
+    searcher.on_trial_result("diverged", {"val_accuracy": 0.5, "epoch": 1, "training_iteration": 1})
+    failure = {FAILURE: "Traceback ...\nDiverged: train_loss is nan at epoch 2", "training_iteration": 2}
+    searcher.on_trial_result("diverged", failure)
+    searcher.on_trial_complete("diverged", failure)
+    (trial,) = searcher.study.trials
+    assert trial.state is optuna.trial.TrialState.FAIL and trial.intermediate_values == {1: 0.5}

@@ -40,6 +40,7 @@ class EnsembleTable:
     run_id: str = ""
     sweep_run_id: str = ""  # the sweep the ensemble run is logged under
     left_out: list[str] = field(default_factory=list)  # trial runs without stored predictions
+    skipped: list[str] = field(default_factory=list)  # candidates left out for non-finite predictions
 
     def format(self) -> str:
         def cell(row, key):
@@ -59,6 +60,8 @@ class EnsembleTable:
                          f"test {self.final['test']:.4f}{thresholds}")
             if self.final.get("never_predicted"):
                 lines.append(f"never predicted on test rows by the final ensemble: {', '.join(self.final['never_predicted'])}")
+        if self.skipped:
+            lines.append(f"left out, non-finite predictions: {', '.join(self.skipped)}")
         if self.agreement:
             lines.append("agreement on test rows: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in self.agreement.items()))
         if self.left_out:
@@ -208,6 +211,7 @@ def run_ensemble(
     table.left_out = [] if model_uris else without_predictions(client, sweep_run_id)
     table.sweep_run_id = members.sweep_run_id
     compute_seconds = time.perf_counter() - started
+    table.skipped = members.skipped
     sweep = client.get_run(members.sweep_run_id)
     tags = {TAG_PARENT: members.sweep_run_id, TAG_KIND: KIND_ENSEMBLE, TAG_VOTING: voting,
             TAG_FINAL: table.final["name"]}

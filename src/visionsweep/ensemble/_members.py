@@ -1,9 +1,10 @@
 """Ensemble members and their stored predictions: a sweep's trials, or registered models."""
 
+import math
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from mlflow.artifacts import download_artifacts
@@ -34,6 +35,7 @@ class Members:
     member_thresholds: list  # multi-label: each member's own thresholds (its probabilities are centred on them)
     sweep_run_id: str  # the sweep the ensemble run is logged under
     load_seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # candidates left out: non-finite predictions
 
     @property
     def task(self) -> Task:
@@ -55,7 +57,8 @@ def sweep_members(client, sweep_run_id: str) -> tuple[list, list[str]]:
             client, sweep_run_id,
             order_by=[f"metrics.{best_metric(metric)} {'DESC' if mode == 'max' else 'ASC'}", "attributes.start_time ASC"],
         )
-        if best_metric(metric) in run.data.metrics and run.data.tags.get(TAG_PREDICTIONS) != "none"
+        if math.isfinite(run.data.metrics.get(best_metric(metric), math.nan))
+        and run.data.tags.get(TAG_PREDICTIONS) != "none"
     ]
     if not ranked:
         raise LookupError(f"sweep {sweep_run_id} has no trial with stored predictions")
@@ -92,6 +95,13 @@ def load_members(client, runs: list, names: list[str]) -> Members:
     started = time.perf_counter()
     with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
         stored = list(pool.map(lambda run: _load_predictions(client, run), runs))
+    # A NaN probability would outvote every other member's (and a diverged model predicts nothing).
+    finite = [all(np.isfinite(array).all() for key, array in p.items() if key.endswith("_probs")) for p in stored]
+    skipped = [name for name, ok in zip(names, finite) if not ok]
+    runs, names, stored = ([x for x, ok in zip(seq, finite) if ok] for seq in (runs, names, stored))
+    if not runs:
+        raise LookupError(f"no member has finite predictions ({len(skipped)} skipped)")
+    with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
         sweeps = [run.data.tags[TAG_PARENT] for run in runs]
         splits = dict(zip(set(sweeps), pool.map(
             lambda sweep: tracking.load_artifact_npz(client, sweep, SPLIT_ARTIFACT), set(sweeps))))
@@ -125,6 +135,7 @@ def load_members(client, runs: list, names: list[str]) -> Members:
         member_thresholds=[p["thresholds"].tolist() if "thresholds" in p else None for p in stored],
         sweep_run_id=sweeps[0],
         load_seconds=time.perf_counter() - started,
+        skipped=skipped,
     )
 
 

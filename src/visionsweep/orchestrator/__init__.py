@@ -4,13 +4,14 @@ from visionsweep.orchestrator._searcher import CoordinateSearch, StudySearch, ma
 from visionsweep.orchestrator._resume import resume_sweep
 from visionsweep.orchestrator._state import SweepState, open_study_storage
 from visionsweep.orchestrator._submit import submit_sweep
-from visionsweep.orchestrator._sweep import SweepResult, run_sweep
+from visionsweep.orchestrator._sweep import SweepResult, local_ray_auth, run_sweep
 
 __all__ = [
     "CoordinateSearch",
     "StudySearch",
     "SweepResult",
     "SweepState",
+    "local_ray_auth",
     "make_sampler",
     "open_study_storage",
     "resume_sweep",

@@ -9,7 +9,7 @@ from ray.tune.search import Searcher
 
 from visionsweep import search_spaces
 from visionsweep.config import SearchConfig, SweepConfig
-from visionsweep.outcome import Outcome, trial_outcome
+from visionsweep.outcome import Outcome, failure_of, trial_outcome
 
 
 class StudySearch(Searcher):
@@ -58,6 +58,7 @@ class StudySearch(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self.told or trial_id not in self.trials:
             return
+        error = error or bool(failure_of(result))  # it reported its error (outcome.FAILURE): FAIL
         epoch, early_stopped = (result.get("epoch"), result.get("early_stopped")) if result else (None, False)
         outcome = trial_outcome(epoch, self.max_epochs, error, early_stopped)
         if outcome is not Outcome.FAILED and result:
@@ -125,6 +126,8 @@ class CoordinateSearch(Searcher):
         return dict(config)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if failure_of(result):
+            return
         value = result[self.metric]
         best = self.best.get(trial_id)
         self.best[trial_id] = value if best is None else (max if self.mode == "max" else min)(best, value)
@@ -140,17 +143,20 @@ class CoordinateSearch(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self.configs:
-            self.walk.tell(self.configs.pop(trial_id), None if error else self.best.pop(trial_id, None))
+            failed = error or failure_of(result)
+            self.walk.tell(self.configs.pop(trial_id), None if failed else self.best.pop(trial_id, None))
 
 
 class TellStoppedTrials(tune.Callback):
     """When the time budget (search.time_budget_s) runs out, Tune stops the running trials without a hook,
     for the searcher as for callbacks. At the experiment's end this tells the searcher each such trial's last
     result, as a scheduler's stop is told (Optuna: PRUNED, with the scores so far): the trials that ran in
-    this session and were given no end."""
+    this session and were given no end. Trials cut short by Ctrl-C (`interrupt.interrupted`) are not over:
+    a resumed sweep continues them, and tells their end then."""
 
-    def __init__(self, searcher: Searcher):
+    def __init__(self, searcher: Searcher, interrupt=None):
         self.searcher = searcher
+        self.interrupt = interrupt
         self.running: set[str] = set()
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -162,10 +168,12 @@ class TellStoppedTrials(tune.Callback):
     on_trial_error = on_trial_complete
 
     def on_experiment_end(self, trials, **info):
+        if getattr(self.interrupt, "interrupted", False):
+            return
         for trial in trials:
             if trial.trial_id in self.running and trial.status == trial.TERMINATED and trial.last_result:
                 self.searcher.on_trial_complete(trial.trial_id, trial.last_result)
 
     def __getstate__(self):
         # Tune pickles its callbacks with the experiment state, and saves the searcher itself.
-        return {"searcher": None, "running": set()}
+        return {"searcher": None, "interrupt": None, "running": set()}

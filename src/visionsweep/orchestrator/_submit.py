@@ -64,7 +64,7 @@ def job_runtime_env(config: SweepConfig, folder: str) -> dict:
             shutil.copy2(top.with_suffix(".py"), folder)
         elif str(top) not in py_modules:
             py_modules.append(str(top))
-    return {"working_dir": folder, "py_modules": py_modules, "env_vars": {"RAY_AUTH_MODE": "disabled"}}
+    return {"working_dir": folder, "py_modules": py_modules}
 
 
 def follow_job(client: JobSubmissionClient, job_id: str) -> JobStatus:

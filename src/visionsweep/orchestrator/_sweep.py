@@ -1,5 +1,7 @@
 import os
+import secrets
 import time
+import traceback
 from dataclasses import dataclass
 
 import optuna
@@ -10,10 +12,11 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from visionsweep import data, models, tracking
 from visionsweep.config import ConfigError, SweepConfig
+from visionsweep.orchestrator._interrupt import Interrupt
 from visionsweep.orchestrator._searcher import CoordinateSearch, StudySearch, TellStoppedTrials, make_sampler
 from visionsweep.orchestrator._state import SweepState, close_abandoned_trials
 from visionsweep.orchestrator.progress import SweepProgress
-from visionsweep.outcome import Outcome
+from visionsweep.outcome import FAILURE, Outcome
 from visionsweep.record import (
     BAD_IMAGES_ARTIFACT, DATA_SUMMARY_ARTIFACT, KIND_LOST, PARAM_BAD_IMAGES, TAG_NEVER_PREDICTED, best_metric,
     trials_metric,
@@ -21,9 +24,11 @@ from visionsweep.record import (
 from visionsweep.search_spaces import CoordinateWalk, DefineByRun
 from visionsweep.trainables import TrialData, load_trainable, run_trial
 
-# Quiet Ray: no token auth prompt, no CSV/TensorBoard loggers (JSON only, for Tune's ResultGrid), no snapshot warning.
+# Quiet Ray: no CSV/TensorBoard loggers (JSON only, for Tune's ResultGrid), no snapshot warning. A failed
+# trial's last result carries its error and no metric (outcome.FAILURE): Tune must not take that for a mistake.
 RAY_ENVIRONMENT = {
-    "RAY_AUTH_MODE": "disabled",
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",  # Ctrl-C is the sweep's to tell (_interrupt.py)
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "RAY_AIR_NEW_OUTPUT": "0",
@@ -109,19 +114,21 @@ def drive(
             progress.count_earlier(record.outcome, record.best_val, record.trial_id)
     status = "FAILED"
     phases = {}  # seconds: startup (data, MLflow, Ray) until Tune starts, then Tune itself
+    interrupt = logger.interrupt = Interrupt()
     try:
-        connect_ray(address, verbose, user_code(config))
-        if resumed and not state.has_tune_experiment():
-            raise LookupError(f"no Ray Tune experiment to resume at {state.tune_path}")
-        arguments = tune_arguments(config, make_trainable(config, trial_data, code_folder), searcher,
-                                   [logger, progress, *callbacks], state, verbose)
-        phases["startup_seconds"] = time.monotonic() - started
-        # Trials that errored (their process or node died with the driver) continue from their checkpoints too.
-        tune.run(**arguments, resume_config=tune.ResumeConfig(errored=tune.ResumeConfig.ResumeType.RESUME)
-                 if resumed else None)
+        with interrupt.catching():
+            connect_ray(address, verbose, user_code(config))
+            if resumed and not state.has_tune_experiment():
+                raise LookupError(f"no Ray Tune experiment to resume at {state.tune_path}")
+            arguments = tune_arguments(config, make_trainable(config, trial_data, code_folder), searcher,
+                                       [logger, progress, *callbacks], state, verbose, interrupt)
+            phases["startup_seconds"] = time.monotonic() - started
+            # Trials that errored (their process or node died with the driver) continue from their checkpoints too.
+            tune.run(**arguments, resume_config=tune.ResumeConfig(errored=tune.ResumeConfig.ResumeType.RESUME)
+                     if resumed else None)
         phases["tune_seconds"] = time.monotonic() - started - phases["startup_seconds"]
-        status = "FINISHED"
-        lost = tracking.set_aside_lost(writer, logger.records) if resumed else []
+        status = "KILLED" if interrupt.interrupted else "FINISHED"
+        lost = tracking.set_aside_lost(writer, logger.records) if resumed and status == "FINISHED" else []
         if lost:
             print(f"{len(lost)} trial run(s) of trials the dead driver never recorded set aside as {KIND_LOST}")
     except KeyboardInterrupt:
@@ -150,13 +157,17 @@ def make_searcher(config: SweepConfig, state: SweepState):
 
 
 def connect_ray(address: str | None, verbose: bool, code: list[models.UserCode] = ()) -> None:
-    """Starts or joins Ray with the user's model code shipped to every worker (Ray's py_modules).
+    """Joins the cluster at `address` (or $RAY_ADDRESS: a Ray job's driver), else starts a Ray of this run's own,
+    with the user's model code shipped to every worker (Ray's py_modules).
 
     A Ray the caller started already must have that code itself: checked here, before any trial starts.
     """
     os.environ.update(RAY_ENVIRONMENT)
     units = sorted({str(c.unit) for c in code})
     if not ray.is_initialized():
+        if address is None and not os.environ.get("RAY_ADDRESS"):
+            address = "local"  # not a Ray that someone else started on this machine: it holds another token
+            local_ray_auth()
         ray.init(address=address, include_dashboard=False, log_to_driver=verbose, configure_logging=verbose,
                  runtime_env={"py_modules": units} if units else None)
         return
@@ -180,6 +191,19 @@ def _unimportable(modules: list[str]) -> list[str]:
     import importlib.util
 
     return [name for name in modules if importlib.util.find_spec(name) is None]
+
+
+def local_ray_auth(environ=os.environ) -> None:
+    """Token auth for a Ray this process starts. Ray 2.60 listens on every interface (no setting binds it to
+    loopback only), so anyone who reaches the machine reaches its ports: with auth on, only holders of the
+    token get in. The token is this run's own, handed to the Ray processes it starts through their
+    environment (readable by this user only) and never written to disk; a token already set is kept."""
+    if environ.get("RAY_AUTH_MODE") != "token":
+        # Unset, Ray turns token auth on for the new Ray, in this process too (its settings are read when Ray is
+        # imported, so setting "token" here would come too late for this process).
+        environ.pop("RAY_AUTH_MODE", None)
+    if not environ.get("RAY_AUTH_TOKEN"):
+        environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
 def finish(config, client, writer, logger, sweep_run_id, status, study, started, phases=None) -> SweepResult:
@@ -221,9 +245,20 @@ def make_trainable(config: SweepConfig, trial_data: TrialData, code_folder: str 
     the sweep's own training function when it is not on their PYTHONPATH."""
     # Data and settings go through with_parameters: once into the object store, never into trial names.
     return tune.with_resources(
-        tune.with_parameters(run_trial, data=trial_data, config=config, code_folder=code_folder),
+        tune.with_parameters(run_trial_reporting_failure, data=trial_data, config=config, code_folder=code_folder),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
     )
+
+
+def run_trial_reporting_failure(params: dict, *, data: TrialData, config: SweepConfig,
+                                code_folder: str | None = None) -> None:
+    """The trial (`trainables.run_trial`); an exception it raises ends the trial with the error as its last
+    result (outcome.FAILURE) instead of reaching Ray, which would retry it up to resources.max_failures times:
+    a retry cures a lost process or node, never an error in the model, its data or a diverged loss."""
+    try:
+        run_trial(params, data=data, config=config, code_folder=code_folder)
+    except Exception:  # not SystemExit: Ray ends a trial it stops (ASHA) that way
+        tune.report({FAILURE: traceback.format_exc()})
 
 
 def log_dataset_report(client, run_id: str, dataset: data.Dataset) -> None:
@@ -235,7 +270,7 @@ def log_dataset_report(client, run_id: str, dataset: data.Dataset) -> None:
         client.log_text(run_id, "\n".join(dataset.bad_files) + "\n", BAD_IMAGES_ARTIFACT)
 
 
-def tune_arguments(config, trainable, searcher, callbacks, state: SweepState, verbose) -> dict:
+def tune_arguments(config, trainable, searcher, callbacks, state: SweepState, verbose, interrupt: Interrupt) -> dict:
     """`tune.run`'s arguments: the same for a new sweep and a resumed one."""
     if config.scheduler.kind == "asha":
         scheduler = ASHAScheduler(
@@ -260,7 +295,7 @@ def tune_arguments(config, trainable, searcher, callbacks, state: SweepState, ve
         time_budget_s=config.search.time_budget_s,
         reuse_actors=True,  # a new process per trial costs 3-4 s of torch import (docs/stack.md)
         trial_dirname_creator=lambda trial: trial.trial_id,
-        callbacks=[*callbacks, TellStoppedTrials(searcher), JsonLoggerCallback()],
+        callbacks=[*callbacks, TellStoppedTrials(searcher, interrupt), JsonLoggerCallback()],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_at_end=False),
         # A trial whose process or node died is retried from its last checkpoint (README: Cluster).
         max_failures=config.resources.max_failures,

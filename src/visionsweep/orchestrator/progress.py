@@ -10,7 +10,7 @@ import time
 from ray import tune
 from tqdm import tqdm
 
-from visionsweep.outcome import Outcome, trial_outcome
+from visionsweep.outcome import Outcome, failure_reason, trial_error, trial_outcome
 
 LINE_INTERVAL_S = 10.0  # plain output: no two lines closer than this (seconds)
 HEARTBEAT_S = 60.0  # plain output: a line at least this often while the sweep runs (seconds)
@@ -44,6 +44,8 @@ class SweepProgress(tune.Callback):
         self._changed()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "epoch" not in result:  # a failure reported as a result (outcome.FAILURE)
+            return
         self.epochs[trial.trial_id] = int(result["epoch"])
         self._score(result.get(self.metric), trial.trial_id)
 
@@ -54,10 +56,10 @@ class SweepProgress(tune.Callback):
         self._score(best, trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._end(trial.trial_id, errored=False)
+        self._end(trial, errored=False)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._end(trial.trial_id, errored=True)
+        self._end(trial, errored=True)
 
     def on_step_begin(self, iteration, trials, **info):
         self._show(force=False)
@@ -107,9 +109,14 @@ class SweepProgress(tune.Callback):
             self._print(self.line())
 
     # --- output ---
-    def _end(self, trial_id: str, errored: bool) -> None:
-        self.running.discard(trial_id)
-        self.ended[trial_outcome(self.epochs.get(trial_id), self.max_epochs, errored)] += 1
+    def _end(self, trial, errored: bool) -> None:
+        """Counts the trial's outcome; a failed trial gets one line (its whole error is in its MLflow run)."""
+        self.running.discard(trial.trial_id)
+        error = trial_error(trial, errored)
+        epochs = self.epochs.get(trial.trial_id)
+        self.ended[trial_outcome(epochs, self.max_epochs, error is not None)] += 1
+        if error is not None:
+            self._say(f"[sweep] trial {trial.trial_id} failed after {epochs or 0} epoch(s): {failure_reason(error)}")
         self._changed()
 
     def _score(self, score: float | None, trial_id: str) -> None:
@@ -135,6 +142,13 @@ class SweepProgress(tune.Callback):
                 self._last_line = now
         elif (self._unshown and now - self._last_line >= LINE_INTERVAL_S) or now - self._last_line >= HEARTBEAT_S:
             self._print(self.line())
+
+    def _say(self, text: str) -> None:
+        """A line of its own, above the bar on a terminal."""
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)

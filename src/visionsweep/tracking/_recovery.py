@@ -43,7 +43,7 @@ def set_aside_lost(client, records: dict[str, TrialRecord]) -> list[str]:
     lost = [record for record in records.values() if record.outcome is None]
     for record in lost:
         client.set_tag(record.run_id, TAG_KIND, KIND_LOST)
-        client.set_tag(record.run_id, TAG_OUTCOME, "killed")
+        client.set_tag(record.run_id, TAG_OUTCOME, Outcome.KILLED.value)
         client.set_terminated(record.run_id, "KILLED")
         del records[record.trial_id]
     return [record.run_id for record in lost]

@@ -1,3 +1,4 @@
+import hashlib
 import io
 import subprocess
 import tempfile
@@ -8,8 +9,11 @@ from urllib.parse import urlparse
 import numpy as np
 import yaml
 from mlflow.entities import Metric, Param, RunTag
+from alembic.util.exc import CommandError as AlembicError
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.file_utils import ExclusiveFileLock
+from sqlalchemy.exc import SQLAlchemyError
 
 from visionsweep import __version__
 from visionsweep.config import SweepConfig, flatten
@@ -19,6 +23,8 @@ from visionsweep.record import (
     TAG_MODE, TAG_PARENT, TAG_SOURCE_NAME, TAG_VERSION,
 )
 
+DATABASES = {"sqlite", "postgresql", "mysql", "mssql"}  # MLflow's database stores, which make their own tables
+SCHEMA_WAIT_S = 120  # seconds a first request waits while another process creates a new database's tables
 BATCH_PARAMS = 100  # log_batch takes at most 100 params per request
 PARAM_CHARS = 6000  # longest param value MLflow stores
 
@@ -30,7 +36,7 @@ class TimedClient:
         self.tracking_uri = tracking_uri
         self.seconds = 0.0
         # The Model Registry lives in the same store; MLflow would otherwise take the process-wide default.
-        self._client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        self._client = open_store(tracking_uri, lambda: MlflowClient(tracking_uri, registry_uri=tracking_uri))
 
     def __getattr__(self, name):
         method = getattr(self._client, name)
@@ -48,7 +54,7 @@ class TimedClient:
 
 
 def connect(tracking_uri: str, experiment: str) -> tuple[TimedClient, str]:
-    """A client and the id of `experiment`, created if new.
+    """A client and the id of `experiment`, created if new (by this process or, at the same moment, another).
 
     With a sqlite store, artifacts go beside the database (not to ./mlruns of whatever folder the
     command ran in), so the UI finds them from anywhere.
@@ -62,7 +68,32 @@ def connect(tracking_uri: str, experiment: str) -> tuple[TimedClient, str]:
     if parsed.scheme == "sqlite":
         database = Path(tracking_uri.removeprefix("sqlite:///")).absolute()
         artifact_location = (database.parent / "mlartifacts").as_uri()
-    return client, client.create_experiment(experiment, artifact_location=artifact_location)
+    try:
+        return client, client.create_experiment(experiment, artifact_location=artifact_location)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client, client.get_experiment_by_name(experiment).experiment_id  # another sweep made it first
+
+
+def open_store(tracking_uri: str, open_client):
+    """`open_client()`, which opens the store. On a database that is still empty, MLflow creates its tables
+    and migrates them then, unguarded: a second process opening the same new database at the same moment
+    fails in the middle of that (alembic: "table ... already exists"). So on one machine opening waits for a
+    lock of that database's own; a process on another machine (PostgreSQL) learns that the tables are being
+    made from a failed attempt, and tries again until they are ready (up to SCHEMA_WAIT_S)."""
+    if urlparse(tracking_uri).scheme.split("+")[0] not in DATABASES:
+        return open_client()
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    deadline = time.monotonic() + SCHEMA_WAIT_S
+    while True:
+        try:
+            with ExclusiveFileLock(str(Path(tempfile.gettempdir(), f"visionsweep-schema-{digest}.lock"))):
+                return open_client()
+        except (SQLAlchemyError, AlembicError, MlflowException) as err:
+            if time.monotonic() > deadline or (isinstance(err, MlflowException) and "schema" not in str(err)):
+                raise
+            time.sleep(1.0)
 
 
 def log_params(client, run_id: str, params: dict) -> None:

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
 from ray import tune
 from ray.tune.result import EXPR_RESULT_FILE
 
 from visionsweep import metrics, models
-from visionsweep.outcome import Outcome, trial_outcome
+from visionsweep.outcome import Outcome, failure_of, failure_reason, trial_error, trial_outcome
 from visionsweep.record import (
-    BEST_EPOCH_METRIC, ERROR_ARTIFACT, KIND_TRIAL, MODEL_SPEC_FILE, PREDICTIONS_ARTIFACT, TAG_ERROR, TAG_KIND,
+    BEST_EPOCH_METRIC, ERROR_ARTIFACT, KIND_TRIAL, MODEL_SPEC_FILE, PREDICTIONS_ARTIFACT, TAG_ERROR, TAG_FAILURE_REASON, TAG_KIND,
     TAG_NEVER_PREDICTED, TAG_NODE, TAG_NODES, TAG_OUTCOME, TAG_PARENT, TAG_PREDICTIONS, TAG_PRUNED_AT_EPOCH,
     TAG_RESTARTS, TAG_TRIAL_ID, TEST_PREFIX, TRIAL_MODEL_FOLDER, WEIGHTS_FILE, best_metric, restart_error_artifact,
 )
@@ -68,6 +69,7 @@ class TrialLogger(tune.Callback):
         self.data = data
         self.sweep = sweep
         self.records: dict[str, TrialRecord] = {}
+        self.interrupt = None  # the sweep's Ctrl-C watcher: `interrupt.interrupted` once the user stopped the sweep
         self._restored_trials_settled = False
         self._tags_by_model: dict[str, dict[str, str]] = {}
 
@@ -79,8 +81,10 @@ class TrialLogger(tune.Callback):
             self._finish_ended(trials)
 
     def on_experiment_end(self, trials, **info):
-        # The time budget (search.time_budget_s) ran out: Tune stopped the running trials without a hook.
-        self._finish_ended(trials)
+        # The time budget (search.time_budget_s) ran out: Tune stopped the running trials without a hook. (Ctrl-C
+        # stops them the same way; those stay open, to be closed killed and continued by a resumed sweep.)
+        if not getattr(self.interrupt, "interrupted", False):
+            self._finish_ended(trials)
 
     def _finish_ended(self, trials) -> None:
         """Closes the open runs of trials that Tune has ended without telling us."""
@@ -92,6 +96,8 @@ class TrialLogger(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         record = self.records.get(trial.trial_id)
         if record is not None:  # restarted after a failure or a driver crash: the same run continues
+            if record.outcome is not None:  # its run was closed, and Tune goes on with it: its end is to come
+                self._reopen(record)
             if not record.params:  # a dead driver's queued writes never went out: its params among them
                 log_params(self.client, record.run_id, trial.config)
                 record.params = dict(trial.config)
@@ -121,7 +127,11 @@ class TrialLogger(tune.Callback):
         return self._tags_by_model[model]
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if failure_of(result):  # the trial's error, not an epoch: its run gets it when the trial ends
+            return
         record = self.records[trial.trial_id]
+        if int(result["epoch"]) <= record.epochs:  # replayed from an older checkpoint: MLflow has this epoch
+            return
         record.epochs = int(result["epoch"])
         record.metric_by_epoch[record.epochs] = result[self.metric]
         record.early_stopped = bool(result.get("early_stopped"))
@@ -143,6 +153,16 @@ class TrialLogger(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial, errored=True)
 
+    def _reopen(self, record: TrialRecord) -> None:
+        """Takes back the end of a run whose trial continues: its outcome, tags and best scores come anew."""
+        record.outcome, record.error = None, None
+        for tag in ("visionsweep.pruned_at_epoch", TAG_ERROR, TAG_FAILURE_REASON):
+            try:
+                self.client.delete_tag(record.run_id, tag)
+            except MlflowException:  # a tag that run never had
+                pass
+        self.client.update_run(record.run_id, status="RUNNING")
+
     def _catch_up(self, iteration, trials, trial) -> None:
         """Logs the results Ray holds for a trial that MLflow never got (a driver that died with them queued)."""
         for result in _results_after(trial, self.records[trial.trial_id].epochs):
@@ -152,20 +172,22 @@ class TrialLogger(tune.Callback):
         record = self.records[trial.trial_id]
         record.restarts += 1
         self.client.set_tag(record.run_id, TAG_RESTARTS, str(record.restarts))
-        self.client.log_text(record.run_id, _error_text(trial), restart_error_artifact(record.restarts))
+        self.client.log_text(record.run_id, trial_error(trial, errored=True), restart_error_artifact(record.restarts))
 
     def _finish(self, trial, errored: bool) -> None:
         record = self.records[trial.trial_id]
         if record.outcome is not None:  # ended before a driver crash, then re-run from its last checkpoint
             return
         self._catch_up(None, None, trial)
+        record.error = trial_error(trial, errored)
+        errored = record.error is not None
         record.outcome = trial_outcome(record.epochs or None, self.max_epochs, errored, record.early_stopped)
         tags = {TAG_OUTCOME: record.outcome.value}
         if record.outcome is Outcome.PRUNED:
             tags[TAG_PRUNED_AT_EPOCH] = str(record.epochs)
         if errored:
-            record.error = _error_text(trial)
             tags[TAG_ERROR] = record.error[-ERROR_TAG_CHARS:]
+            tags[TAG_FAILURE_REASON] = failure_reason(record.error)[:ERROR_TAG_CHARS]
             self.client.log_text(record.run_id, record.error, ERROR_ARTIFACT)
         elif trial.checkpoint is not None:
             self._log_best_epoch(record, trial.checkpoint, trial.config, (trial.last_result or {}).get("best_epoch"))
@@ -231,12 +253,13 @@ class TrialLogger(tune.Callback):
         """Closes, as KILLED, the runs of trials that never ended (an interrupted or crashed sweep)."""
         for record in self.records.values():
             if record.outcome is None:
-                self.client.set_tag(record.run_id, TAG_OUTCOME, "killed")
+                record.outcome = Outcome.KILLED
+                self.client.set_tag(record.run_id, TAG_OUTCOME, Outcome.KILLED.value)
                 self.client.set_terminated(record.run_id, "KILLED")
 
     def __getstate__(self):
         # Tune pickles its callbacks with the experiment state; the client and records stay on this driver.
-        return {**self.__dict__, "client": None, "records": {}}
+        return {**self.__dict__, "client": None, "records": {}, "interrupt": None}
 
 
 def _results_after(trial, epoch: int) -> list[dict]:
@@ -251,8 +274,3 @@ def _results_after(trial, epoch: int) -> list[dict]:
         history = []
     return [result for result in history if epoch < result.get("epoch", 0) < last["epoch"]] + [last]
 
-
-def _error_text(trial) -> str:
-    if trial.error_file and Path(trial.error_file).exists():
-        return Path(trial.error_file).read_text()
-    return "the trial failed without an error message (its worker may have died)"

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from visionsweep.config import ConfigError, SweepConfig
+from visionsweep.outcome import check_finite
 from visionsweep.task import Task
 
 STATE_FILE = "state.pt"  # in each checkpoint: the epoch counters and the function's own `state`
@@ -137,6 +138,8 @@ class Trial:
         ASHA may end the trial inside this call.
         """
         metrics = dict(metrics)
+        # A loss that is no longer finite ends the trial as failed (outcome.Diverged), before its NaNs are kept.
+        check_finite(self.epoch + 1, **{name: value for name, value in metrics.items() if name.endswith("loss")})
         if val_probs is not None:
             val_probs = self._checked(val_probs, self.data.y_val, "val_probs")
             for name, value in self.data.task.scores(val_probs, self.data.y_val, "val_").items():
