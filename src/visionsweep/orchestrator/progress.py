@@ -10,7 +10,7 @@ import time
 from ray import tune
 from tqdm import tqdm
 
-from visionsweep.outcome import Outcome, failure_reason, trial_error, trial_outcome
+from visionsweep.outcome import Outcome, failure_of, failure_reason, trial_error, trial_outcome
 
 LINE_INTERVAL_S = 10.0  # plain output: no two lines closer than this (seconds)
 HEARTBEAT_S = 60.0  # plain output: a line at least this often while the sweep runs (seconds)
@@ -44,7 +44,7 @@ class SweepProgress(tune.Callback):
         self._changed()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "epoch" not in result:  # a failure reported as a result (outcome.FAILURE)
+        if failure_of(result):  # the trial's error, not an epoch
             return
         self.epochs[trial.trial_id] = int(result["epoch"])
         self._score(result.get(self.metric), trial.trial_id)
