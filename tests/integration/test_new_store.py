@@ -11,7 +11,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 SRC = Path(__file__).parents[2] / "src"
-STARTERS = 4
+STARTERS = 3
 # What a sweep does first: open the store, make (or find) its experiment. Each says it is ready, then waits for
 # the same go signal, so that all of them meet the empty database at once.
 OPEN = """

@@ -26,9 +26,9 @@ SWEEP = {
     "space": {"lr": {"loguniform": [0.01, 0.3]}, "n_conv": {"categorical": [1, 2, 4]}, "channels": {"categorical": [8, 16]}},
     "search": {"sampler": "random", "trials": TRIALS, "seed": 1},
     "scheduler": {"kind": "asha", "max_epochs": 4, "grace_period": 1, "reduction_factor": 2},
-    # No retries: a trial that cannot build its model fails the same way each time, and each retry costs a new
-    # trial process (seconds); retries after a lost process are the cluster tests' subject.
-    "resources": {"cpu": 1, "concurrent": 2, "max_failures": 0},
+    # The default retries (max_failures 2) are for lost processes and nodes (the cluster tests' subject): a
+    # trial that cannot build its model fails once, and is not retried.
+    "resources": {"cpu": 1, "concurrent": 2},
 }
 
 
