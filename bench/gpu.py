@@ -51,7 +51,7 @@ from mlflow.tracking import MlflowClient
 from torch.nn import functional as F
 
 from visionsweep import models
-from visionsweep.orchestrator import run_sweep
+from visionsweep.orchestrator import local_ray_auth, run_sweep
 from visionsweep.outcome import Outcome
 from visionsweep.trainables import Trial, classifier, train_classifier
 
@@ -300,6 +300,7 @@ def main():
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the trials of the sweeps are other processes: leave them the memory
     # One Ray for every sweep; without CUDA a logical GPU lets the fractional settings schedule (a dry run).
+    local_ray_auth()  # as run_sweep's own Ray: token auth on, a token of this run's own
     ray.init(num_gpus=None if device.type == "cuda" else 1, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     try:
