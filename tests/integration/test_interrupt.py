@@ -19,7 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
-from visionsweep import tracking
+from visionsweep import record, tracking
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +147,7 @@ def test_ctrl_c_ends_the_sweep_killed_within_seconds_and_leaves_no_process(inter
     trials = tracking.trial_runs(client, interrupted.sweep_run_id)
     assert len(trials) == 2
     for run in trials:
-        assert run.info.status == "KILLED" and run.data.tags[tracking.TAG_OUTCOME] == "killed"
+        assert run.info.status == "KILLED" and run.data.tags[record.TAG_OUTCOME] == "killed"
         assert "visionsweep.pruned_at_epoch" not in run.data.tags and "best_val_accuracy" not in run.data.metrics
 
 
@@ -166,7 +166,7 @@ def test_resume_after_ctrl_c_finishes_each_trial_in_its_run_every_epoch_once(int
     trials = tracking.trial_runs(client, interrupted.sweep_run_id)
     assert {run.info.run_id for run in trials} == before, "each trial continues in its own run"
     for run in trials:
-        assert run.info.status == "FINISHED" and run.data.tags[tracking.TAG_OUTCOME] == "complete"
+        assert run.info.status == "FINISHED" and run.data.tags[record.TAG_OUTCOME] == "complete"
         assert "visionsweep.pruned_at_epoch" not in run.data.tags
         history = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert sorted(m.step for m in history) == list(range(1, MAX_EPOCHS + 1)), "every epoch logged once"
