@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import free_port, wait_until_serving
+from support.servers import free_port, wait_until_serving
 
 pytestmark = pytest.mark.integration
 
