@@ -101,3 +101,17 @@ def test_a_failure_reported_as_a_result_reaches_optuna_as_fail_and_scores_nothin
     searcher.on_trial_complete("diverged", failure)
     (trial,) = searcher.study.trials
     assert trial.state is optuna.trial.TrialState.FAIL and trial.intermediate_values == {1: 0.5}
+
+
+def test_the_searcher_tells_the_end_of_a_grid_search():
+    """GridSampler asks the study to stop when its last point is told: every trial is still told once."""
+    searcher = StudySearch(
+        DefineByRun({"lr": Distribution(categorical=[0.1, 0.2])}), "val_accuracy", "max",
+        optuna.samplers.GridSampler({"lr": [0.1, 0.2]}, seed=0), max_epochs=2,
+    )
+    for trial_id in ("a", "b"):
+        searcher.suggest(trial_id)
+    for trial_id in ("a", "b"):
+        searcher.on_trial_complete(trial_id, {"val_accuracy": 0.5, "epoch": 2, "training_iteration": 2})
+        searcher.on_trial_complete(trial_id, {"val_accuracy": 0.5, "epoch": 2})  # told once, not twice
+    assert [t.state for t in searcher.study.trials] == [optuna.trial.TrialState.COMPLETE] * 2

@@ -65,14 +65,23 @@ class StudySearch(Searcher):
             # Ray does not pass the searcher the result on which the scheduler stopped the trial: without
             # it, a trial stopped at its first rung would reach TPE with no score at all.
             self.on_trial_result(trial_id, result)
-        trial = self.trials[trial_id]
         if outcome is Outcome.COMPLETE and result and self.metric in result:
-            self.study.tell(trial, result[self.metric])  # a NaN score is told FAIL by Optuna, with a warning
+            self._tell(trial_id, result[self.metric])  # a NaN score is told FAIL by Optuna, with a warning
         elif outcome is Outcome.FAILED:
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._tell(trial_id, state=optuna.trial.TrialState.FAIL)
         else:  # its value is its last intermediate value
-            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self._tell(trial_id, state=optuna.trial.TrialState.PRUNED)
+
+    def _tell(self, trial_id: str, value: float | None = None, state: optuna.trial.TrialState | None = None) -> None:
         self.told.add(trial_id)
+        try:
+            self.study.tell(self.trials[trial_id], value, state=state)
+        except RuntimeError as error:
+            # GridSampler calls study.stop() once its grid is used up, which Optuna allows only inside
+            # study.optimize(). The tell is already stored (Optuna records the state before that error
+            # leaves), and the grid's end reaches Ray through search.trials.
+            if "Study.stop" not in str(error):
+                raise
 
     # Ray saves the searcher with the experiment state and restores it on resume. A study in a storage is
     # reopened from it when unpickled, so what it holds there is the truth: a driver that died after telling
