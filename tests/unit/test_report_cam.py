@@ -41,8 +41,9 @@ def test_map_points_at_the_evidence_for_a_class_and_nowhere_against_it():
 @pytest.mark.parametrize("name, params, expected", [
     ("cnn", {"n_conv": 2, "channels": 8}, None),
     ("resnet18", {}, "layer3"),  # at 32 px layer4's map is 1 x 1: the last map is layer3's (2 x 2)
+    ("timm/test_resnet", {}, None),
 ])
-def test_layer_found_by_inspection_in_built_in_models(name, params, expected):
+def test_layer_found_by_inspection_in_built_in_and_timm_models(name, params, expected):
     model = models.create(name, num_classes=3, in_channels=3, image_size=32, **params).eval()
     example = torch.randn(2, 3, 32, 32)
     found, layer = target_layer(model, example)
