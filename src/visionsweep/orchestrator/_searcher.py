@@ -12,7 +12,19 @@ from visionsweep.config import SearchConfig, SweepConfig
 from visionsweep.outcome import Outcome, failure_of, trial_outcome
 
 
-class StudySearch(Searcher):
+class _PicklingSearcher(Searcher):
+    """Ray saves a searcher with the experiment state and restores it on resume: these keep all of its state."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(self.__dict__, file)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as file:
+            self.__dict__.update(pickle.load(file))
+
+
+class StudySearch(_PicklingSearcher):
     """Ray Tune's searcher over an Optuna study, by Optuna's ask-and-tell interface.
 
     Each new Ray trial asks the study for an Optuna trial and runs the define-by-run `space` on it; every
@@ -83,16 +95,10 @@ class StudySearch(Searcher):
             if "Study.stop" not in str(error):
                 raise
 
-    # Ray saves the searcher with the experiment state and restores it on resume. A study in a storage is
-    # reopened from it when unpickled, so what it holds there is the truth: a driver that died after telling
-    # a trial's end must not tell it again.
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as file:
-            pickle.dump(self.__dict__, file)
-
+    # A study in a storage is reopened from it when unpickled, so what it holds there is the truth: a driver
+    # that died after telling a trial's end must not tell it again.
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as file:
-            self.__dict__.update(pickle.load(file))
+        super().restore(checkpoint_path)
         finished = {t.number for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()}
         self.told |= {trial_id for trial_id, trial in self.trials.items() if trial.number in finished}
 
@@ -118,7 +124,7 @@ def make_sampler(config: SweepConfig | SearchConfig, concurrent: int) -> optuna.
                                           constant_liar=concurrent > 1)
 
 
-class CoordinateSearch(Searcher):
+class CoordinateSearch(_PicklingSearcher):
     """Ray's side of a `CoordinateWalk`: a trial's score is its best reported value of the metric."""
 
     def __init__(self, walk: search_spaces.CoordinateWalk, metric: str, mode: str):
@@ -140,15 +146,6 @@ class CoordinateSearch(Searcher):
         value = result[self.metric]
         best = self.best.get(trial_id)
         self.best[trial_id] = value if best is None else (max if self.mode == "max" else min)(best, value)
-
-    # Ray saves searchers with the experiment state and restores them on resume; the walk is plain data.
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as file:
-            pickle.dump(self.__dict__, file)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as file:
-            self.__dict__.update(pickle.load(file))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self.configs:

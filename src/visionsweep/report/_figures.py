@@ -237,15 +237,9 @@ def error_montage(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, cla
     rows = worst_rows(labels, probs, MONTAGE_IMAGES, threshold)
     if not len(rows):
         return None
-    columns = min(MONTAGE_COLUMNS, len(rows))
-    lines = -(-len(rows) // columns)
-    figure = Figure(figsize=(1.6 * columns, 2.1 * lines))
-    axes = np.ravel(figure.subplots(lines, columns, squeeze=False))
-    for ax in axes:
-        ax.axis("off")
+    figure, axes = _image_grid(len(rows), MONTAGE_COLUMNS, (1.6, 2.1))
     for ax, row in zip(axes, rows):
-        image = images[row]
-        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image[..., :3], cmap="gray", interpolation="nearest")
+        _show(ax, images[row])
         true, predicted = _names(labels[row], probs[row], classes, threshold)
         ax.set_title(f"true: {true}\npred: {predicted}", fontsize=7, color="tab:red")
     figure.tight_layout()
@@ -266,15 +260,26 @@ def _names(label, probs, classes, threshold=0.5) -> tuple[str, str]:
 def activation_maps(images: np.ndarray, heat: np.ndarray, titles: list[str], correct: list[bool],
                     columns: int = 6) -> Figure:
     """Each test image with its class activation map over it (red: where the class's evidence is)."""
-    columns = min(columns, len(images))
-    lines = -(-len(images) // columns)
-    figure = Figure(figsize=(1.9 * columns, 2.2 * lines))
-    axes = np.ravel(figure.subplots(lines, columns, squeeze=False))
-    for ax in axes:
-        ax.axis("off")
+    figure, axes = _image_grid(len(images), columns, (1.9, 2.2))
     for ax, image, hot, title, right in zip(axes, images, heat, titles, correct):
-        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image[..., :3], cmap="gray", interpolation="nearest")
+        _show(ax, image)
         ax.imshow(hot, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
         ax.set_title(textwrap.shorten(title, 34), fontsize=7, color="tab:green" if right else "tab:red")
     figure.tight_layout()
     return figure
+
+
+def _image_grid(count: int, columns: int, cell_inches: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A figure of `count` image cells, `columns` to a line, without axes; its axes in reading order."""
+    columns = min(columns, count)
+    lines = -(-count // columns)
+    figure = Figure(figsize=(cell_inches[0] * columns, cell_inches[1] * lines))
+    axes = np.ravel(figure.subplots(lines, columns, squeeze=False))
+    for ax in axes:
+        ax.axis("off")
+    return figure, axes
+
+
+def _show(ax, image: np.ndarray) -> None:
+    """A uint8 (H, W, C) image: grey when it has one channel, its first three channels otherwise."""
+    ax.imshow(image[..., 0] if image.shape[-1] == 1 else image[..., :3], cmap="gray", interpolation="nearest")
