@@ -201,7 +201,10 @@ class Cluster:
 
     def alive_nodes(self) -> set[str]:
         try:
-            with urllib.request.urlopen(f"{self.job_server}/nodes?view=summary", timeout=2) as response:
+            # Ray's token auth covers the dashboard's HTTP API too: the same token, as a bearer header.
+            request = urllib.request.Request(f"{self.job_server}/nodes?view=summary",
+                                             headers={"Authorization": f"Bearer {os.environ['RAY_AUTH_TOKEN']}"})
+            with urllib.request.urlopen(request, timeout=2) as response:
                 summary = json.load(response)["data"]["summary"]
         except (OSError, ValueError, KeyError):
             return set()
