@@ -29,7 +29,7 @@ from _sweeps import sweep_config
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from visionsweep import data, metrics, tracking
+from visionsweep import data, metrics, record, tracking
 from visionsweep.orchestrator import run_sweep
 from visionsweep.trainables import PREDICTIONS_FILE
 
@@ -77,7 +77,7 @@ def best_trial_scores(client, sweep_run_id: str, classes: list[str]) -> dict:
         "test_macro_f1": logged["test_macro_f1"],
         "test_f1": {c: logged[f"test_f1_{metrics.metric_name(c)}"] for c in classes},
         "thresholds": {c: logged[f"threshold_{metrics.metric_name(c)}"] for c in classes},
-        "never_predicted": [c for c in run.data.tags.get(tracking.TAG_NEVER_PREDICTED, "").split(", ") if c],
+        "never_predicted": [c for c in run.data.tags.get(record.TAG_NEVER_PREDICTED, "").split(", ") if c],
     }
 
 

@@ -57,7 +57,7 @@ def test_a_training_function_of_your_own_from_python(local_ray, tmp_path, monkey
     for run in dropped:
         assert run.data.tags[record.TAG_PREDICTIONS] == "none" and "test_accuracy" not in run.data.metrics
 
-    pruned = [r for r in runs if r.data.tags[tracking.TAG_OUTCOME] == "pruned"]
+    pruned = [r for r in runs if r.data.tags[record.TAG_OUTCOME] == "pruned"]
     assert pruned, "ASHA with reduction factor 2 must stop the lr 1e-4 trials"
     states = [t.state for t in result.sweep.study.trials]
     assert states.count(optuna.trial.TrialState.PRUNED) == len(pruned)
