@@ -91,7 +91,7 @@ def test_a_time_budget_stops_the_running_trials_as_pruned_with_their_predictions
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     config = parse_config({
         "name": "it-budget", "space": {"lr": {"loguniform": [0.01, 0.3]}},
-        "search": {"sampler": "random", "trials": 20, "seed": 1, "time_budget_s": 20},
+        "search": {"sampler": "random", "trials": 20, "seed": 1, "time_budget_s": 45},
         "scheduler": {"kind": "fifo", "max_epochs": 2000},  # digits epochs take 0.1-0.2 s: far beyond the budget
         "resources": {"cpu": 1, "concurrent": 2},
     })
