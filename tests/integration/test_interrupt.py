@@ -24,7 +24,7 @@ from visionsweep import record, tracking
 pytestmark = pytest.mark.integration
 
 SRC = Path(__file__).parents[2] / "src"
-MAX_EPOCHS = 6
+MAX_EPOCHS = 30  # a few seconds of training: Ctrl-C must reach the sweep before its trials end, even on a busy machine
 CONFIG = f"""
 name: it-interrupt
 space: {{lr: {{loguniform: [0.01, 0.1]}}, channels: {{categorical: [8]}}}}
