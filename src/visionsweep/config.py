@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from visionsweep import data, models, search_spaces
 from visionsweep.data.augment import AugmentConfig
 from visionsweep.errors import ConfigError
+from visionsweep.metrics import THRESHOLD_METHODS
 from visionsweep.search_spaces import Distribution
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -116,9 +117,10 @@ class TrainConfig(_Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     class_weights: Literal["none", "balanced"] = "none"  # balanced: CE class weights / BCE (focal, ASL) pos_weight from counts
     oversample: float = Field(0.0, ge=0, le=1)  # batch order draws images with weight count**-oversample of their rarest label
-    # Multi-label decisions: per_class tunes each label's threshold on validation rows (a rare label's probabilities
-    # sit far below 0.5: at a fixed 0.5 it is never predicted), global one for all, fixed uses fixed_threshold.
-    threshold: Literal["fixed", "global", "per_class"] = "per_class"
+    # Multi-label decisions, tuned on validation rows (metrics.tune_thresholds): per_class maximises each label's F1
+    # (a rare label's probabilities sit far below 0.5: at a fixed 0.5 it is never predicted), micro_f1 maximises
+    # micro-F1 with a threshold per label, global one for all, fixed uses fixed_threshold.
+    threshold: Literal[THRESHOLD_METHODS] = "per_class"
     fixed_threshold: float = Field(0.5, gt=0, lt=1)  # probability, for threshold: fixed
 
 

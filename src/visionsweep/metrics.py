@@ -62,13 +62,22 @@ def never_predicted(probs: np.ndarray, classes, threshold=None) -> list[str]:
     return [str(c) for c, g in zip(classes, given) if not g]
 
 
+# Multi-label decision methods (train.threshold, ensemble --thresholds); tune_thresholds documents each.
+THRESHOLD_METHODS = ("fixed", "global", "per_class", "micro_f1")
+MICRO_F1_ROUNDS = 5  # passes over the labels; each pass can only raise validation micro-F1, most settle in 2-3
+
+
 def tune_thresholds(probs: np.ndarray, labels: np.ndarray, how: str, fixed: float = 0.5) -> np.ndarray:
     """Per-class decision thresholds (C,) for multi-label probabilities, chosen on these (validation) rows.
 
     fixed: `fixed` for every class; global: the one threshold that maximises micro-F1; per_class: for each
-    class the threshold that maximises its F1 (`fixed` for a class with no positive row here). The candidates
-    are the probabilities themselves: every cut between two neighbouring distinct values, so a rare label
-    whose probabilities all sit far below 0.5 (or below any fixed grid) can still be predicted.
+    class the threshold that maximises its F1 (`fixed` for a class with no positive row here); micro_f1: one
+    threshold per class, chosen together to maximise micro-F1 (each class in turn, the others held, from the
+    per_class ones). per_class lifts rare labels at the cost of micro-F1 (a label with a poor F1 buys its
+    recall with many false positives); micro_f1 keeps micro-F1 and still cuts each label at or below its
+    highest-scoring positive row, so every label with positive rows here keeps at least one of them.
+    The candidates are the probabilities themselves: every cut between two neighbouring distinct values, so a
+    rare label whose probabilities all sit far below 0.5 (or below any fixed grid) can still be predicted.
     """
     classes = probs.shape[1]
     if how == "fixed":
@@ -76,15 +85,43 @@ def tune_thresholds(probs: np.ndarray, labels: np.ndarray, how: str, fixed: floa
     truth = labels.astype(bool)
     if how == "global":  # micro-F1 is the F1 of every (row, label) pair pooled
         return np.full(classes, best_f1_cut(probs.ravel(), truth.ravel(), fixed), np.float32)
-    if how != "per_class":
-        raise ValueError(f"threshold {how!r}; allowed: fixed, global, per_class")
-    return np.array([best_f1_cut(probs[:, c], truth[:, c], fixed) for c in range(classes)], np.float32)
+    if how not in THRESHOLD_METHODS:
+        raise ValueError(f"threshold {how!r}; allowed: {', '.join(THRESHOLD_METHODS)}")
+    cuts = np.array([best_f1_cut(probs[:, c], truth[:, c], fixed) for c in range(classes)], np.float32)
+    if how == "micro_f1":
+        cuts = _micro_f1_cuts(probs, truth, cuts)
+    return cuts
 
 
-def best_f1_cut(scores: np.ndarray, positive: np.ndarray, default: float = 0.5) -> float:
+def _micro_f1_cuts(probs: np.ndarray, truth: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Coordinate ascent on micro-F1 = 2 TP / (2 TP + FP + FN) pooled over classes, from `cuts`."""
+    cuts = cuts.copy()
+    positives = truth.sum(axis=0)
+    decided = probs >= cuts
+    tp = (decided & truth).sum(axis=0)
+    errors = decided.sum(axis=0) + positives - 2 * tp  # FP + FN per class
+    for _ in range(MICRO_F1_ROUNDS):
+        moved = False
+        for c in np.flatnonzero(positives):
+            others_tp, others_total = tp.sum() - tp[c], (2 * tp + errors).sum() - (2 * tp[c] + errors[c])
+            cut = best_f1_cut(probs[:, c], truth[:, c], float(cuts[c]), others_tp, others_total)
+            if np.float32(cut) != cuts[c]:
+                cuts[c], moved = cut, True
+                kept = probs[:, c] >= cuts[c]
+                tp[c] = (kept & truth[:, c]).sum()
+                errors[c] = kept.sum() + positives[c] - 2 * tp[c]
+        if not moved:
+            break
+    return cuts
+
+
+def best_f1_cut(scores: np.ndarray, positive: np.ndarray, default: float = 0.5, others_tp: int = 0,
+                others_total: int = 0) -> float:
     """The threshold t at which deciding `scores >= t` has the highest F1 against `positive` (`default` when
-    there is no positive). t lies halfway between the lowest score kept and the next lower one, so unseen rows
-    that score a little lower than those are decided alike; the highest of equally good thresholds wins."""
+    there is no positive), keeping at least one positive row; with `others_tp` and `others_total` (2 TP + FP + FN of the other classes), the
+    highest micro-F1 of these decisions pooled with theirs. t lies halfway between the lowest score kept and the
+    next lower one, so unseen rows that score a little lower than those are decided alike; the highest of
+    equally good thresholds wins."""
     if not positive.any():
         return default
     order = np.argsort(-scores, kind="stable")
@@ -92,8 +129,9 @@ def best_f1_cut(scores: np.ndarray, positive: np.ndarray, default: float = 0.5) 
     last_of_value = np.r_[ranked[1:] != ranked[:-1], True]  # deciding >= a value keeps all rows that tie with it
     tp, kept = np.cumsum(hits)[last_of_value], np.flatnonzero(last_of_value) + 1
     values = ranked[last_of_value]
-    f1 = 2 * tp / (kept + positive.sum())  # 2 TP / (2 TP + FP + FN), with TP + FP = kept and TP + FN = positives
-    best = int(f1.argmax())
+    # 2 TP / (2 TP + FP + FN), with TP + FP = kept and TP + FN = positives
+    f1 = 2 * (tp + others_tp) / (kept + positive.sum() + others_total)
+    best = int(np.where(tp > 0, f1, -1).argmax())  # a cut that keeps no positive row would drop the class
     below = values[best + 1] if best + 1 < len(values) else 0.0
     halfway = (values[best] + below) / 2
     # Thresholds are stored as float32: a halfway point that rounds down onto `below` would keep its rows too.

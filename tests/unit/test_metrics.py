@@ -72,3 +72,33 @@ def test_tuned_threshold_reaches_the_best_f1_of_any_cut():
         assert f1(np.float32(cut)) == best
         assert not np.isin(np.float32(cut), scores)  # halfway between two scores
     assert metrics.best_f1_cut(np.array([0.1, 0.2]), np.array([False, False]), 0.4) == 0.4
+
+
+def test_micro_f1_thresholds_keep_micro_f1_and_every_label():
+    """A rare label the model barely separates: its own best F1 (per_class) costs many false positives, which
+    lowers micro-F1 below a single threshold's; micro_f1 thresholds beat both on micro-F1 and still give the
+    rare label its surest rows."""
+    rng = np.random.default_rng(3)
+    rows = 2000
+    labels = np.zeros((rows, 3), np.uint8)
+    labels[:, 0] = rng.random(rows) < 0.5
+    labels[:, 1] = rng.random(rows) < 0.3
+    labels[:, 2] = rng.random(rows) < 0.02  # rare
+    noise = rng.normal(0, [0.2, 0.25, 0.2], (rows, 3))
+    probs = np.clip(np.where(labels, [0.75, 0.7, 0.2], [0.25, 0.3, 0.1]) + noise, 0, 1).astype(np.float32)
+
+    def micro(cuts):
+        return metrics.multilabel_scores(probs, labels, threshold=cuts)["micro_f1"]
+
+    joint = metrics.tune_thresholds(probs, labels, "micro_f1")
+    per_class = metrics.tune_thresholds(probs, labels, "per_class")
+    single = metrics.tune_thresholds(probs, labels, "global")
+    assert micro(joint) >= max(micro(single), micro(per_class)) and micro(per_class) < micro(single)
+    assert (probs >= joint).any(axis=0).all()  # the rare label keeps its surest rows
+    assert joint[2] <= probs[labels[:, 2] == 1, 2].max()  # ... and at least one of its positive rows
+    # no single label's cut can be moved to a better micro-F1: a local optimum among the candidate cuts
+    for c in range(3):
+        for value in np.unique(probs[:, c])[::50]:
+            moved = joint.copy()
+            moved[c] = value
+            assert micro(moved) <= micro(joint) + 1e-12

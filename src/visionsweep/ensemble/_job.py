@@ -22,7 +22,7 @@ from visionsweep.record import (
 )
 
 DEFAULT_TOP_K = ["10%", "20%", "30%", "40%", "50%", "100%"]
-THRESHOLDS = ("fixed", "global", "per_class")  # multi-label decisions: 0.5, or tuned on validation
+THRESHOLDS = metrics.THRESHOLD_METHODS  # multi-label decisions: 0.5, or tuned on validation
 CURVE_POINTS = 100  # values of k scored for the plot
 
 
