@@ -44,6 +44,7 @@ bench: setup data
 	$(BIN)/python bench/asha_efficiency.py --seeds $(ASHA_SEEDS)
 	$(BIN)/python bench/ensemble_scale.py
 	$(BIN)/python bench/ask_latency.py
+	$(BIN)/python bench/throughput.py
 
 bench-full:
 	$(MAKE) bench ASHA_SEEDS="1 2 3" LOGGING_SWEEPS="fashion demo"

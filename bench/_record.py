@@ -31,6 +31,7 @@ SUMMARY_KEYS = (
     "asha_epoch_fraction",
     "ensemble_table_seconds",
     "ask_ms_at_300",
+    "trainable_throughput_ratio",
     "fmnist_best_single_accuracy",
     "fmnist_ensemble_accuracy",
     "gpu_trials_per_hour_ratio",

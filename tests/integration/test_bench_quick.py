@@ -22,6 +22,7 @@ SCRIPTS = {
     # Without CUDA a dry run on the CPU: its figures stay in the record (the ratio as trials_per_hour_ratio).
     "gpu": ("gpu_trials_per_hour_ratio", (0.05, 50), {"throughput", "sweeps", "environment"}),
     "rare_labels": ("skewed_macro_f1_gain", (-1, 1), {"arms", "rarest_label", "label_counts"}),
+    "throughput": ("trainable_throughput_ratio", (0.1, 10), {"images_per_second", "whole_epoch_ratio", "augmentation"}),
 }
 RECORD_NAMES = {"logging_share": "logging"}
 
@@ -60,7 +61,7 @@ def test_quick_mode(script, quick_runs):
     assert set(summary) == {
         "overhead_ratio", "logging_share", "asha_epoch_fraction", "ensemble_table_seconds", "ask_ms_at_300",
         "fmnist_best_single_accuracy", "fmnist_ensemble_accuracy", "gpu_trials_per_hour_ratio", "gpu_throughput_ratio",
-        "skewed_macro_f1_gain",
+        "skewed_macro_f1_gain", "trainable_throughput_ratio",
     }
     if script == "gpu":
         assert record["environment"]["device"] == "cpu" and record["met"] is None

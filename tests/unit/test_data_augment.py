@@ -4,11 +4,20 @@ import numpy as np
 import pytest
 import torch
 
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as tvf
+
 from visionsweep.data import imbalance
-from visionsweep.data.augment import AugmentConfig, Augmenter, offline_copies
+from visionsweep.data.augment import AugmentConfig, Augmenter, affine_matrices, crop_matrices, offline_copies, warp
 
 EVERYTHING = dict(hflip=0.5, vflip=0.5, rotation=20, translate=0.1, scale=0.2, shear=10, crop=0.6,
                   brightness=0.3, contrast=0.3, noise=0.05)
+
+
+def test_every_per_image_setting_is_covered():
+    mixing_and_copies = {"cutmix", "mixup", "offline_copies"}
+    assert set(EVERYTHING) == set(AugmentConfig.model_fields) - mixing_and_copies
 
 
 @pytest.mark.parametrize("setting", list(EVERYTHING))
@@ -27,6 +36,43 @@ def test_random_parameters_are_drawn_per_image():
     image = torch.rand(1, 1, 10, 10)
     out = Augmenter(AugmentConfig(rotation=45), 10, 2, False).transform(image.repeat(8, 1, 1, 1))
     assert len({tuple(o.flatten().tolist()) for o in out}) == 8
+
+
+def smooth_image(size=16):
+    y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return torch.stack([torch.sin(x / 3) / 2 + 0.5, torch.cos(y / 4) / 2 + 0.5, (x + y) / (2 * size)]).float()
+
+
+@pytest.mark.parametrize("angle, translate, scale, shear", [(30, (2, -1), 1.1, 0), (0, (0, 0), 1, 15),
+                                                            (-20, (1, 3), 0.8, 10)])
+def test_batched_affine_is_torchvisions_affine(angle, translate, scale, shear):
+    image = smooth_image()
+    expected = tvf.affine(image, angle=angle, translate=list(translate), scale=scale, shear=[shear, 0.0],
+                          interpolation=InterpolationMode.BILINEAR)
+    matrices = affine_matrices(torch.tensor([float(angle)]), torch.tensor([translate], dtype=torch.float),
+                               torch.tensor([float(scale)]), torch.tensor([float(shear)]))
+    torch.testing.assert_close(warp(image[None], matrices[:, :2])[0], expected, atol=1e-5, rtol=0)
+
+
+def test_batched_crop_is_torchvisions_resized_crop_inside_the_border():
+    # resized_crop cuts the box out first and so repeats its edge; the batched warp samples the pixels just outside
+    image = smooth_image()
+    top, left, height, width = 3, 2, 10, 12
+    expected = tvf.resized_crop(image, top, left, height, width, [16, 16], InterpolationMode.BILINEAR, antialias=False)
+    box = [torch.tensor([float(v)]) for v in (width, height, left, top)]
+    out = warp(image[None], crop_matrices(*box, 16, 16)[:, :2])[0]
+    torch.testing.assert_close(out[:, 1:-1, 1:-1], expected[:, 1:-1, 1:-1], atol=1e-5, rtol=0)
+
+
+def test_crop_boxes_are_drawn_like_torchvisions():
+    torch.manual_seed(0)
+    matrices = Augmenter(AugmentConfig(crop=0.25), 64, 2, False).warp_matrices(4000, 64, 64, "cpu")
+    area = matrices[:, 0, 0] * matrices[:, 1, 1]  # the box's share of the image
+    crop = v2.RandomResizedCrop(64, scale=(0.25, 1.0))
+    boxes = [crop.make_params([torch.zeros(1, 64, 64)]) for _ in range(4000)]
+    expected = torch.tensor([box["height"] * box["width"] / 64**2 for box in boxes])
+    assert area.min() >= 0.25 - 1e-6 and area.max() <= 1 + 1e-6
+    assert abs(area.mean() - expected.mean()) < 0.015 and abs((area == 1).float().mean() - (expected == 1).float().mean()) < 0.02
 
 
 @pytest.mark.parametrize("setting, dim", [("hflip", -1), ("vflip", -2)])

@@ -5,16 +5,22 @@ to that range). Geometric and photometric transforms draw their random parameter
 MixUp act on the whole batch and mix the label vectors with the pixels, so a multi-label target becomes
 the mixed multi-hot vector and a multi-class target the mixed one-hot vector.
 
-Flips act on the whole batch at once, each image with its own draw: on a GPU a call per image costs more
-than the training step of a small CNN. The other per-image transforms take one torchvision call per image:
-measured on 2 cores, about 0.4 ms an image at 16x16 and at 128x128 (flip + affine + jitter + crop), small
-beside a training step at realistic image sizes.
+Every transform acts on the whole batch at once, each image with its own random draw, in plain torch ops:
+torchvision's v2 transforms draw one set of parameters per call, and a call per image cost about 0.4 ms an
+image on 2 cores (flip + affine + jitter + crop), as much as a small CNN's training step (bench/throughput.py
+measures both). Each keeps the meaning of its torchvision transform, with the same draws: RandomAffine
+(rotation, translate, scale, shear; bilinear, zeros outside), RandomResizedCrop (of the affine's output; one
+resampling does both), ColorJitter (brightness, then contrast: the two commute but for clipping) and
+GaussianNoise (clipped to 0..1).
 """
+
+import math
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch.nn.functional import one_hot
+from torch.nn.functional import affine_grid, grid_sample, one_hot
 from torchvision.transforms import v2
+from torchvision.transforms.v2.functional import rgb_to_grayscale
 
 OFFLINE_CHUNK = 1024  # images converted to float at a time when making offline copies
 
@@ -43,10 +49,11 @@ class Augmenter:
     """Call with a batch (images, targets) to get an augmented batch; targets are class indices or multi-hot."""
 
     def __init__(self, augment: AugmentConfig, image_size: int, num_classes: int, multilabel: bool):
+        self.augment = augment
         self.multilabel = multilabel
         self.num_classes = num_classes
         self.flips = [(dim, p) for dim, p in ((-1, augment.hflip), (-2, augment.vflip)) if p]  # (image axis, probability)
-        self.per_image = per_image_pipeline(augment, image_size)
+        self.warps = bool(augment.rotation or augment.translate or augment.scale or augment.shear or augment.crop < 1)
         mixers = []  # given (N, classes) target vectors, they mix those like the pixels
         if augment.cutmix > 0:
             mixers.append(v2.CutMix(alpha=augment.cutmix))
@@ -60,8 +67,9 @@ class Augmenter:
 
     @property
     def transforms(self) -> bool:
-        """Whether each image is changed on its own (flips or the per-image pipeline), before any mixing."""
-        return bool(self.flips) or self.per_image is not None
+        """Whether each image is changed on its own (flips, warps, jitter, noise), before any mixing."""
+        a = self.augment
+        return bool(self.flips) or self.warps or bool(a.brightness or a.contrast or a.noise)
 
     @property
     def mixes(self) -> bool:
@@ -76,33 +84,91 @@ class Augmenter:
         return images, targets
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
-        """The per-image transforms only (no mixing): each image gets its own random draw."""
-        for dim, p in self.flips:  # on the images' device, with its random generator
-            flipped = torch.rand(len(images), device=images.device) < p
+        """The per-image transforms only (no mixing), on the whole batch: each image gets its own random draw."""
+        a, n, device = self.augment, len(images), images.device
+        for dim, p in self.flips:
+            flipped = torch.rand(n, device=device) < p
             images = torch.where(flipped[:, None, None, None], images.flip(dim), images)
-        if self.per_image is None:
-            return images
-        # v2 draws one set of random parameters per call, so call it per image, not once per batch.
-        return torch.stack([self.per_image(image) for image in images])
+        if self.warps:
+            images = warp(images, self.warp_matrices(n, *images.shape[-2:], device))
+        if a.brightness:  # torchvision's adjust_brightness: a blend with black
+            images = (images * _uniform(n, 1 - a.brightness, 1 + a.brightness, device)[:, None, None, None]).clamp_(0, 1)
+        if a.contrast:  # torchvision's adjust_contrast: a blend with the image's mean grey level
+            factor = _uniform(n, 1 - a.contrast, 1 + a.contrast, device)[:, None, None, None]
+            grey = rgb_to_grayscale(images) if images.shape[1] == 3 else images
+            images = (factor * images + (1 - factor) * grey.mean(dim=(1, 2, 3), keepdim=True)).clamp_(0, 1)
+        if a.noise:
+            images = (images + a.noise * torch.randn_like(images)).clamp_(0, 1)
+        return images
+
+    def warp_matrices(self, n: int, height: int, width: int, device) -> torch.Tensor:
+        """(n, 2, 3) matrices, one per image, of RandomAffine's draws and then RandomResizedCrop's box."""
+        a = self.augment
+        matrices = affine_matrices(
+            angle=_uniform(n, -a.rotation, a.rotation, device),
+            translate=torch.stack([_uniform(n, -a.translate * width, a.translate * width, device).round(),
+                                   _uniform(n, -a.translate * height, a.translate * height, device).round()], dim=1),
+            scale=_uniform(n, 1 - a.scale, 1 + a.scale, device),
+            shear=_uniform(n, -a.shear, a.shear, device),
+        )
+        if a.crop < 1:
+            matrices = matrices @ crop_matrices(*crop_boxes(n, height, width, a.crop, device), height, width)
+        return matrices[:, :2]
 
 
-def per_image_pipeline(augment: AugmentConfig, image_size: int) -> v2.Transform | None:
-    """Every per-image transform but the flips (Augmenter.transform flips the whole batch first)."""
-    steps = []
-    if augment.rotation or augment.translate or augment.scale or augment.shear:
-        steps.append(v2.RandomAffine(
-            degrees=augment.rotation,
-            translate=(augment.translate, augment.translate) if augment.translate else None,
-            scale=(1 - augment.scale, 1 + augment.scale) if augment.scale else None,
-            shear=augment.shear or None,
-        ))
-    if augment.crop < 1:
-        steps.append(v2.RandomResizedCrop(image_size, scale=(augment.crop, 1.0), antialias=True))
-    if augment.brightness or augment.contrast:
-        steps.append(v2.ColorJitter(brightness=augment.brightness or None, contrast=augment.contrast or None))
-    if augment.noise:
-        steps.append(v2.GaussianNoise(sigma=augment.noise, clip=True))
-    return v2.Compose(steps) if steps else None
+def affine_matrices(angle: torch.Tensor, translate: torch.Tensor, scale: torch.Tensor, shear: torch.Tensor):
+    """(n, 3, 3) matrices from output to input pixel coordinates (origin at the image's centre): torchvision's
+    _get_inverse_affine_matrix for each image's angle and shear (degrees), translate (n, 2) pixels and scale,
+    centre 0, no vertical shear."""
+    angle, shear = torch.deg2rad(angle), torch.deg2rad(shear)
+    cos, sin, tan = angle.cos(), angle.sin(), shear.tan()
+    m00, m01 = (cos - sin * tan) / scale, (cos * tan + sin) / scale  # the inverse of rotation x shear, / scale
+    m10, m11 = -sin / scale, cos / scale
+    tx, ty = translate.unbind(dim=1)
+    zeros = torch.zeros_like(angle)
+    return torch.stack([
+        torch.stack([m00, m01, -m00 * tx - m01 * ty], dim=1),
+        torch.stack([m10, m11, -m10 * tx - m11 * ty], dim=1),
+        torch.stack([zeros, zeros, zeros + 1], dim=1),
+    ], dim=1)
+
+
+def crop_matrices(box_w, box_h, left, top, height: int, width: int) -> torch.Tensor:
+    """(n, 3, 3): output pixel of a box resized to the whole image -> pixel inside the box (centred coordinates)."""
+    crop = torch.zeros(len(box_w), 3, 3, device=box_w.device)
+    crop[:, 0, 0], crop[:, 1, 1], crop[:, 2, 2] = box_w / width, box_h / height, 1
+    crop[:, 0, 2] = left + box_w / 2 - width / 2
+    crop[:, 1, 2] = top + box_h / 2 - height / 2
+    return crop
+
+
+def crop_boxes(n: int, height: int, width: int, smallest: float, device, tries: int = 10):
+    """RandomResizedCrop's boxes (width, height, left, top in pixels; not rounded), `tries` draws per image as
+    torchvision makes them one after the other: area fraction in [smallest, 1], aspect ratio log-uniform in
+    [3/4, 4/3]; the first draw that fits, else the whole image (torchvision's fallback for a square image)."""
+    area = _uniform((n, tries), smallest, 1, device) * height * width
+    ratio = torch.exp(_uniform((n, tries), math.log(3 / 4), math.log(4 / 3), device))
+    box_w, box_h = (area * ratio).sqrt(), (area / ratio).sqrt()
+    fits = (box_w <= width) & (box_h <= height)
+    first = fits.int().argmax(dim=1, keepdim=True)  # 0 where none fits: replaced below
+    box_w = torch.where(fits.any(dim=1), box_w.gather(1, first)[:, 0], torch.tensor(float(width), device=device))
+    box_h = torch.where(fits.any(dim=1), box_h.gather(1, first)[:, 0], torch.tensor(float(height), device=device))
+    left = torch.rand(n, device=device) * (width - box_w)
+    top = torch.rand(n, device=device) * (height - box_h)
+    return box_w, box_h, left, top
+
+
+def warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """Resamples each image through its (2, 3) output -> input matrix in pixel coordinates centred on the image
+    (torchvision's convention), bilinear, zeros outside: one grid_sample for the whole batch."""
+    height, width = images.shape[-2:]
+    to_unit = torch.tensor([[1, height / width, 2 / width], [width / height, 1, 2 / height]], device=images.device)
+    grid = affine_grid(matrices * to_unit, list(images.shape), align_corners=False)
+    return grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _uniform(shape, low: float, high: float, device) -> torch.Tensor:
+    return torch.rand(shape, device=device) * (high - low) + low
 
 
 def offline_copies(images: torch.Tensor, targets: torch.Tensor, augmenter: Augmenter, copies: int):
