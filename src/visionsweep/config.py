@@ -15,8 +15,10 @@ before anything starts (no Ray, no MLflow).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -206,6 +208,9 @@ class SweepConfig(_Section):
     # A registered model (`visionsweep models`), timm/NAME (`visionsweep models --timm PATTERN`) or your own,
     # pkg.module:function. A family of them, searched like any parameter: {categorical: [cnn, timm/resnet10t]}
     # (read as space.model; each model's own parameters then go in space with `when: {model: NAME}`).
+    # With `trainable`: the builder your function's model comes from, so that promote and predict can rebuild it
+    # (called with num_classes, in_channels, image_size and the trial's params it takes); not given, only the
+    # trained weights are kept.
     model: str = "cnn"
     # fixed model parameters, not searched; in a family, each model gets those it takes
     model_params: dict[str, Any] = {}
@@ -395,9 +400,26 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> SweepConf
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    config = parse_config(apply_overrides(raw, overrides), source=str(path))
-    config._folder = str(path.parent.resolve())
+    raw = apply_overrides(raw, overrides)
+    folder = path.parent.resolve()
+    _find_code_beside(raw, folder)
+    config = parse_config(raw, source=str(path))
+    config._folder = str(folder)
     return config
+
+
+def _find_code_beside(raw: dict, folder: Path) -> None:
+    """Your code beside the sweep file is found there, as Python finds a script's neighbours: the folder joins
+    sys.path when a `model` or `trainable` import path names a top-level module that is there and nowhere else."""
+    family = raw.get("model")
+    named = [*(family.get("categorical") or [] if isinstance(family, dict) else [family]), raw.get("trainable")]
+    for import_path in named:
+        if not isinstance(import_path, str) or ":" not in import_path:
+            continue
+        top = import_path.partition(":")[0].partition(".")[0]
+        beside = (folder / top).is_dir() or (folder / f"{top}.py").is_file()
+        if beside and importlib.util.find_spec(top) is None and str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
 
 
 def parse_config(raw: dict, source: str = "config") -> SweepConfig:

@@ -1,16 +1,21 @@
 """Your own training function, in a package outside src/ (examples/byo), as a sweep from Python on real Ray
 and real MLflow: trials tracked with their predictions, ASHA's stops told to Optuna as PRUNED, an ensemble
-that names the trials which kept no predictions, and os.environ as it was."""
+that names the trials which kept no predictions, the best model promoted and predicting through the builder the
+sweep names, and os.environ as it was."""
 
+import csv
 import os
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 import visionsweep
-from visionsweep import record, tracking
+from visionsweep import data, record, tracking
+from visionsweep.config import parse_config
 
 pytestmark = pytest.mark.integration
 
@@ -18,6 +23,7 @@ BYO = Path(__file__).resolve().parents[2] / "examples" / "byo"
 SWEEP = {
     "name": "it-byo",
     "trainable": "byo.train:train",
+    "model": "byo.model:small_cnn",  # the builder train() uses: promote and predict rebuild its model
     # lr 1e-4 barely learns in an epoch: ASHA stops such trials at their first rung.
     "space": {"lr": {"categorical": [0.0001, 0.05, 0.2]}, "keep_predictions": {"categorical": [True, False]},
               "width": {"categorical": [8]}},
@@ -66,4 +72,21 @@ def test_a_training_function_of_your_own_from_python(local_ray, tmp_path, monkey
     assert table.rows[-1]["members"] == 3
     assert table.left_out == sorted(r.info.run_name for r in dropped)
     assert "left out, no stored predictions (3)" in table.format()
+    assert dict(os.environ) == environment
+
+    # The best trial that kept its model, rebuilt from the named builder: its predictions are the stored ones.
+    best = max(kept, key=lambda run: run.data.metrics["best_val_accuracy"]).info.run_id
+    visionsweep.promote(run=best, name="byo-train", tracking_uri=uri)
+    split = tracking.load_artifact_npz(client, result.sweep_run_id, "split.npz")
+    images = data.load(parse_config(SWEEP).data).images[split["test"][:8]]
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    for index, image in enumerate(images):
+        Image.fromarray(image[..., 0]).save(pngs / f"{index:02d}.png")
+    predicted, failures = visionsweep.predict("models:/byo-train@champion", [str(pngs)],
+                                              output=str(tmp_path / "out.csv"), tracking_uri=uri)
+    assert predicted == 8 and not failures
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    expected = tracking.load_artifact_npz(client, best, "predictions.npz")["test_probs"][:8]
+    np.testing.assert_allclose([[float(row[f"p_{c}"]) for c in range(10)] for row in rows], expected, atol=1e-5)
     assert dict(os.environ) == environment

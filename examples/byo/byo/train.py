@@ -17,7 +17,8 @@ BATCH = 64  # images per optimizer step
 def train(params: dict, trial) -> None:
     data, device = trial.data, trial.device
     torch.manual_seed(params.get("seed", 0))
-    model = small_cnn(len(data.classes), data.x_train.shape[3], params.get("width", 16), params.get("dropout", 0.1))
+    model = small_cnn(num_classes=len(data.classes), in_channels=data.x_train.shape[3],
+                      image_size=data.x_train.shape[1], width=params.get("width", 16), dropout=params.get("dropout", 0.1))
     model = model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=0.9, nesterov=True)
     state = trial.restore()  # after a crash or a resumed sweep: what the last report saved; None on a fresh start

@@ -180,7 +180,10 @@ def connect_ray(address: str | None, verbose: bool, code: list[models.UserCode] 
 
 
 def user_code(config: SweepConfig) -> list[models.UserCode]:
-    """The code of the sweep's models given by import path that is not an installed package: Ray ships it."""
+    """The code of the sweep's models given by import path that is not an installed package: Ray ships it. (A
+    training function of your own builds its model in its trials from its own package, which travels with it.)"""
+    if config.trainable:
+        return []
     names = {*config.model_choices, *config.search.values.get("model", [])}
     return [code for name in sorted(names) if models.is_import_path(name)
             and (code := models.user_code(name)).unit is not None]
@@ -190,7 +193,13 @@ def user_code(config: SweepConfig) -> list[models.UserCode]:
 def _unimportable(modules: list[str]) -> list[str]:
     import importlib.util
 
-    return [name for name in modules if importlib.util.find_spec(name) is None]
+    def importable(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # its parent package is missing
+            return False
+
+    return [name for name in modules if not importable(name)]
 
 
 def local_ray_auth(environ=os.environ) -> None:

@@ -233,8 +233,8 @@ class TrialLogger(tune.Callback):
     def _write_model(self, folder: Path, weights_file: Path, config: dict) -> None:
         folder.mkdir()
         (folder / WEIGHTS_FILE).write_bytes(weights_file.read_bytes())
-        if self.sweep.trainable:  # the weights of your own training function's model: only it knows how to build it
-            return
+        if self.sweep.trainable and "model" not in self.sweep.model_fields_set:
+            return  # your training function's model, and no builder named for it: only the weights can be kept
         model = self.sweep.trial_model(config)
         spec = {
             "model": model,
