@@ -117,7 +117,9 @@ def drive(
     interrupt = logger.interrupt = Interrupt()
     try:
         with interrupt.catching():
-            connect_ray(address, verbose, user_code(config))
+            # A training function of your own builds its model in its trials, from its own package (which
+            # travels with it): the builder it names is for serving, on this driver.
+            connect_ray(address, verbose, [] if config.trainable else user_code(config))
             if resumed and not state.has_tune_experiment():
                 raise LookupError(f"no Ray Tune experiment to resume at {state.tune_path}")
             arguments = tune_arguments(config, make_trainable(config, trial_data, code_folder), searcher,
@@ -180,10 +182,7 @@ def connect_ray(address: str | None, verbose: bool, code: list[models.UserCode] 
 
 
 def user_code(config: SweepConfig) -> list[models.UserCode]:
-    """The code of the sweep's models given by import path that is not an installed package: Ray ships it. (A
-    training function of your own builds its model in its trials from its own package, which travels with it.)"""
-    if config.trainable:
-        return []
+    """The code of the sweep's models given by import path that is not an installed package: Ray ships it."""
     names = {*config.model_choices, *config.search.values.get("model", [])}
     return [code for name in sorted(names) if models.is_import_path(name)
             and (code := models.user_code(name)).unit is not None]
