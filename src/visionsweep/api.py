@@ -28,6 +28,7 @@ from visionsweep.config import (
     parse_config,
     resolve_tracking_uri,
 )
+from visionsweep.metrics import DEFAULT_THRESHOLD_METHOD
 
 
 @dataclass
@@ -60,7 +61,7 @@ def run(config, *, overrides=(), tracking_uri: str | None = None, storage_path: 
 
 
 def ensemble(sweep: str | None = None, *, experiment: str | None = None, members: list[str] | None = None,
-             top_k=None, voting: str = "both", greedy_rounds: int = 50, thresholds: str = "per_class",
+             top_k=None, voting: str = "both", greedy_rounds: int = 50, thresholds: str = DEFAULT_THRESHOLD_METHOD,
              tracking_uri: str | None = None):
     """Votes over a sweep's trials (`sweep`: its run id; or the latest sweep of `experiment`) or over registered
     models (`members`: models:/NAME@ALIAS, ...); returns the EnsembleTable (its `run_id` is the ensemble run)."""

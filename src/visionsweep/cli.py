@@ -10,7 +10,7 @@ import time
 from urllib.parse import urlparse
 
 from visionsweep.config import ConfigError, load_config, resolve_tracking_uri
-from visionsweep.metrics import THRESHOLD_METHODS
+from visionsweep.metrics import DEFAULT_THRESHOLD_METHOD, THRESHOLD_METHODS
 
 UI_PORT = 5000
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                           help="member counts or percentages, e.g. 1 5 10%%")
     ensemble.add_argument("--voting", choices=["soft", "hard", "both"], default="both")
     ensemble.add_argument("--greedy-rounds", type=int, default=50, help="rounds of greedy selection (Caruana)")
-    ensemble.add_argument("--thresholds", choices=THRESHOLD_METHODS, default="per_class",
+    ensemble.add_argument("--thresholds", choices=THRESHOLD_METHODS, default=DEFAULT_THRESHOLD_METHOD,
                           help="multi-label decisions: 0.5, or tuned on validation (one, or one per class)")
     with_tracking(ensemble)
 

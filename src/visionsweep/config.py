@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from visionsweep import data, models, search_spaces
 from visionsweep.data.augment import AugmentConfig
 from visionsweep.errors import ConfigError
-from visionsweep.metrics import THRESHOLD_METHODS
+from visionsweep.metrics import DEFAULT_THRESHOLD_METHOD, THRESHOLD_METHODS
 from visionsweep.search_spaces import Distribution
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -119,10 +119,11 @@ class TrainConfig(_Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     class_weights: Literal["none", "balanced"] = "none"  # balanced: CE class weights / BCE (focal, ASL) pos_weight from counts
     oversample: float = Field(0.0, ge=0, le=1)  # batch order draws images with weight count**-oversample of their rarest label
-    # Multi-label decisions, tuned on validation rows (metrics.tune_thresholds): per_class maximises each label's F1
-    # (a rare label's probabilities sit far below 0.5: at a fixed 0.5 it is never predicted), micro_f1 maximises
-    # micro-F1 with a threshold per label, global one for all, fixed uses fixed_threshold.
-    threshold: Literal[THRESHOLD_METHODS] = "per_class"
+    # Multi-label decisions, tuned on validation rows (metrics.tune_thresholds): micro_f1 a threshold per label,
+    # chosen together for micro-F1, each label keeping its surest positive row; per_class each label's best F1
+    # (more rare-label recall, less micro-F1); global one for all; fixed uses fixed_threshold. A rare label's
+    # probabilities sit far below 0.5: at a fixed 0.5 it is never predicted.
+    threshold: Literal[THRESHOLD_METHODS] = DEFAULT_THRESHOLD_METHOD
     fixed_threshold: float = Field(0.5, gt=0, lt=1)  # probability, for threshold: fixed
 
 

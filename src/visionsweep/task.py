@@ -7,7 +7,7 @@ loss fits by default, and where per-class decision thresholds come from (compute
 
     task = Task.of(data.y_train, data.classes)
     probs = task.probabilities(model(x))                        # softmax, or sigmoid per label
-    cut = task.thresholds(val_probs, data.y_val, "per_class")   # None for multi-class
+    cut = task.thresholds(val_probs, data.y_val, "micro_f1")    # None for multi-class
     task.scores(val_probs, data.y_val, "val_", cut)             # {"val_accuracy": ...} or micro-F1 & co.
 """
 

@@ -84,7 +84,7 @@ def members_for(k: tuple[float, bool], available: int) -> int:
 
 def build_table(
     members: Members, top_k: list[str] = DEFAULT_TOP_K, voting: str = "both", greedy_rounds: int = 50,
-    thresholds: str = "per_class",
+    thresholds: str = metrics.DEFAULT_THRESHOLD_METHOD,
 ) -> EnsembleTable:
     """Scores every method on the validation and test rows. Everything is chosen on validation only."""
     val, test = members.val_probs, members.test_probs
@@ -199,7 +199,7 @@ def score_curve(
 
 def run_ensemble(
     client, sweep_run_id: str | None = None, top_k: list[str] = DEFAULT_TOP_K, voting: str = "both",
-    greedy_rounds: int = 50, thresholds: str = "per_class", model_uris: list[str] | None = None,
+    greedy_rounds: int = 50, thresholds: str = metrics.DEFAULT_THRESHOLD_METHOD, model_uris: list[str] | None = None,
 ) -> EnsembleTable:
     """Ensembles a sweep's trials (or the trials behind registered models) and logs a run under the sweep."""
     from visionsweep.ensemble._members import load_members, registered_members, sweep_members, without_predictions
