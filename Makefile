@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # torch (a CUDA build of several GB) while pyproject.toml declares compatible ranges.
 CONSTRAINTS := constraints.txt
 
-.PHONY: setup data demo test test-unit test-integration ui bench bench-full bench-quality bench-gpu bench-rare-labels clean
+.PHONY: setup data demo test test-unit test-integration ui bench bench-check bench-full bench-quality bench-gpu bench-rare-labels clean
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ bench: setup data
 	$(BIN)/python bench/ensemble_scale.py
 	$(BIN)/python bench/ask_latency.py
 	$(BIN)/python bench/throughput.py
+
+# Every bench script's --quick mode, end to end (a few minutes; not in `make test`, which stays under 10).
+bench-check: setup
+	$(BIN)/python -m pytest bench/test_quick_modes.py
 
 bench-full:
 	$(MAKE) bench ASHA_SEEDS="1 2 3" LOGGING_SWEEPS="fashion demo"
