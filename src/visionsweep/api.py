@@ -146,9 +146,7 @@ def as_config(config, overrides=()) -> SweepConfig:
         folder = os.getcwd()  # a notebook's own package sits beside it
     else:
         raise ConfigError(f"config: expected a path, a dict or a SweepConfig, not {type(config).__name__}")
-    parsed = parse_config(apply_overrides(config, overrides))
-    parsed._folder = folder
-    return parsed
+    return parse_config(apply_overrides(config, overrides), folder=folder)
 
 
 def trials_table(records: list, metric: str):

@@ -401,12 +401,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> SweepConf
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    raw = apply_overrides(raw, overrides)
-    folder = path.parent.resolve()
-    _find_code_beside(raw, folder)
-    config = parse_config(raw, source=str(path))
-    config._folder = str(folder)
-    return config
+    return parse_config(apply_overrides(raw, overrides), source=str(path), folder=path.parent.resolve())
 
 
 def _find_code_beside(raw: dict, folder: Path) -> None:
@@ -423,9 +418,15 @@ def _find_code_beside(raw: dict, folder: Path) -> None:
             sys.path.insert(0, str(folder))
 
 
-def parse_config(raw: dict, source: str = "config") -> SweepConfig:
+def parse_config(raw: dict, source: str = "config", folder: str | os.PathLike | None = None) -> SweepConfig:
+    """A SweepConfig from a mapping of settings; `folder`: the sweep file's, where code that `model` or
+    `trainable` names by import path is looked for too. Raises ConfigError."""
+    if folder is not None:
+        _find_code_beside(raw, Path(folder))
     try:
-        return SweepConfig.model_validate(raw)
+        config = SweepConfig.model_validate(raw)
+        config._folder = None if folder is None else str(folder)
+        return config
     except ValidationError as err:
         problems = [_describe(e) for e in err.errors()]
         if len(problems) == 1:

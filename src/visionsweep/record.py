@@ -29,6 +29,7 @@ TAG_GIT_COMMIT = "mlflow.source.git.commit"
 TAG_TUNE_PATH = "visionsweep.tune_path"  # Ray Tune's experiment folder or URI
 TAG_STUDY_NAME = "visionsweep.study_name"
 TAG_STUDY_STORAGE = "visionsweep.optuna_storage"  # a journal file or database URL; empty: in memory
+TAG_CONFIG_FOLDER = "visionsweep.config_folder"  # the sweep file's folder: resume looks for your code there too
 PARAM_BAD_IMAGES = "data.bad_images"  # image files skipped as unreadable (the config's params are `flatten`ed beside it)
 CONFIG_ARTIFACT = "config.yaml"  # the resolved config: what `resume` and the report read back
 SPLIT_ARTIFACT = "split.npz"  # row indices of train/val/test (and folds), labels, classes

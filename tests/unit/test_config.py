@@ -105,3 +105,30 @@ def test_tracking_uri_precedence(monkeypatch):
     assert resolve_tracking_uri(None, parse_config(VALID)) == "sqlite:///env.db"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert resolve_tracking_uri() == "sqlite:///mlflow.db"
+
+
+def test_code_named_by_import_path_is_found_beside_the_sweep_file(tmp_path, monkeypatch):
+    """As Python finds a script's neighbours: the package beside the sweep file, from any working directory (and
+    on resume, from the folder the sweep run records)."""
+    import sys
+
+    from visionsweep.trainables import load_trainable
+
+    package = tmp_path / "beside_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "code.py").write_text(
+        "def train(params, trial):\n    pass\n\n\n"
+        "def build(num_classes, in_channels, image_size, width=8):\n    raise NotImplementedError\n"
+    )
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir("/")
+    raw = {"name": "beside", "trainable": "beside_pkg.code:train", "model": "beside_pkg.code:build"}
+    with pytest.raises(ConfigError, match="no module named 'beside_pkg'"):
+        parse_config(dict(raw))
+    config = parse_config(dict(raw), folder=tmp_path)
+    assert config.folder == str(tmp_path) and config.model == "beside_pkg.code:build"
+    train, code_folder = load_trainable(config.trainable, config.folder)
+    assert train.__name__ == "train" and code_folder == str(tmp_path)
+    for name in [m for m in sys.modules if m.startswith("beside_pkg")]:
+        monkeypatch.delitem(sys.modules, name)

@@ -16,7 +16,7 @@ import yaml
 from visionsweep import tracking
 from visionsweep.config import SweepConfig, parse_config
 from visionsweep.orchestrator._state import SweepState
-from visionsweep.record import CONFIG_ARTIFACT, KIND_SWEEP, TAG_DATA_FINGERPRINT, TAG_KIND
+from visionsweep.record import CONFIG_ARTIFACT, KIND_SWEEP, TAG_CONFIG_FOLDER, TAG_DATA_FINGERPRINT, TAG_KIND
 from visionsweep.orchestrator._sweep import SweepResult, drive, load_data
 from visionsweep.trainables import load_trainable
 
@@ -30,9 +30,10 @@ def resume_sweep(
     sweep_run_id = find_sweep(client, sweep)
     run = client.get_run(sweep_run_id)
     with tempfile.TemporaryDirectory() as folder:
-        config = parse_config(yaml.safe_load(Path(client.download_artifacts(sweep_run_id, CONFIG_ARTIFACT, folder)).read_text()))
+        stored = yaml.safe_load(Path(client.download_artifacts(sweep_run_id, CONFIG_ARTIFACT, folder)).read_text())
+    config = parse_config(stored, folder=run.data.tags.get(TAG_CONFIG_FOLDER) or os.getcwd())
     state = SweepState.from_tags(run.data.tags)
-    _, code_folder = load_trainable(config.trainable, os.getcwd())
+    _, code_folder = load_trainable(config.trainable, config.folder)
     dataset, _, trial_data = load_data(config)
     if dataset.fingerprint() != run.data.tags.get(TAG_DATA_FINGERPRINT):
         raise LookupError(f"sweep {sweep_run_id}: dataset {config.data.dataset!r} changed since the sweep started")

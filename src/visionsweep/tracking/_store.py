@@ -19,8 +19,8 @@ from visionsweep import __version__
 from visionsweep.config import SweepConfig, flatten
 from visionsweep.data import Dataset, Split
 from visionsweep.record import (
-    CONFIG_ARTIFACT, KIND_SWEEP, KIND_TRIAL, SPLIT_ARTIFACT, TAG_DATA_FINGERPRINT, TAG_GIT_COMMIT, TAG_KIND, TAG_METRIC,
-    TAG_MODE, TAG_PARENT, TAG_SOURCE_NAME, TAG_VERSION,
+    CONFIG_ARTIFACT, KIND_SWEEP, KIND_TRIAL, SPLIT_ARTIFACT, TAG_CONFIG_FOLDER, TAG_DATA_FINGERPRINT, TAG_GIT_COMMIT,
+    TAG_KIND, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_SOURCE_NAME, TAG_VERSION,
 )
 
 DATABASES = {"sqlite", "postgresql", "mysql", "mssql"}  # MLflow's database stores, which make their own tables
@@ -126,6 +126,8 @@ def start_sweep(client, experiment_id: str, config: SweepConfig, dataset: Datase
         TAG_MODE: config.search.mode,
         TAG_SOURCE_NAME: "visionsweep run",
     }
+    if config.folder:
+        tags[TAG_CONFIG_FOLDER] = config.folder
     commit = _git_commit()
     if commit:
         tags[TAG_GIT_COMMIT] = commit
