@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import math
 import os
 import re
 import sys
@@ -169,6 +170,14 @@ class SchedulerConfig(_Section):
     grace_period: int = Field(1, ge=1)  # epochs before ASHA may stop a trial
     reduction_factor: float = Field(3, gt=1)  # ASHA keeps 1/reduction_factor per rung
 
+    def rung_epochs(self) -> set[int]:
+        """The epochs at which ASHA compares trials (Ray's rungs: grace_period x reduction_factor**k, below max_epochs)."""
+        epochs, milestone = set(), self.grace_period
+        while self.kind == "asha" and milestone < self.max_epochs:
+            epochs.add(math.ceil(milestone))
+            milestone *= self.reduction_factor
+        return epochs
+
     @model_validator(mode="after")
     def _grace_within_budget(self):
         if self.grace_period > self.max_epochs:
@@ -201,6 +210,10 @@ class StorageConfig(_Section):
     # The Optuna study: default a journal file in the sweep's checkpoint folder (when that is local);
     # postgresql+psycopg2://user@host/db on a cluster; a path for a journal file elsewhere.
     optuna: str | None = None
+    # Epochs between a trial's checkpoints (its state, to continue from after Ctrl-C or a lost process). A trial
+    # also persists one at every improving epoch (with its predictions), at each ASHA rung and at its last epoch;
+    # the epochs since its last checkpoint are trained again when it continues (and logged once).
+    checkpoint_every: int = Field(5, ge=1)
 
 
 class SweepConfig(_Section):

@@ -49,9 +49,13 @@ class Reports:
     def __init__(self, folder: Path):
         self.folder, self.results = folder, []
 
-    def __call__(self, result: dict, checkpoint: str) -> None:
+    def __call__(self, result: dict, checkpoint: str | None) -> None:
         self.results.append(result)
-        shutil.copytree(checkpoint, self.folder / str(result["epoch"]))
+        if checkpoint is not None:
+            shutil.copytree(checkpoint, self.folder / str(result["epoch"]))
+
+    def persisted(self) -> list[int]:
+        return sorted(int(folder.name) for folder in self.folder.iterdir())
 
     def checkpoint(self, epoch: int):
         folder = self.folder / str(epoch)
@@ -88,6 +92,25 @@ def test_report_keeps_the_best_epochs_predictions_and_model(tmp_path):
     with np.load(tmp_path / "4" / PREDICTIONS_FILE) as stored:
         assert int(stored["epoch"]) == 2
     assert (tmp_path / "4" / MODEL_FILE).exists()
+
+
+def test_checkpoints_persist_at_improving_epochs_every_n_rungs_and_the_last_epoch(tmp_path):
+    fifo = parse_config({"name": "every", "scheduler": {"kind": "fifo", "max_epochs": 7},
+                         "storage": {"checkpoint_every": 3}})
+    data, reports = tiny_data(), Reports(tmp_path)
+    trial = Trial(data, fifo, send=reports)
+    for accuracy in [0.5, 0.4, 0.4, 0.4, 0.6, 0.4, 0.4]:
+        trial.report({"val_accuracy": accuracy}, state={"epoch_seen": trial.epoch + 1})
+    assert len(reports.results) == 7 and reports.persisted() == [1, 3, 5, 6, 7]
+    resumed = Trial(data, fifo, checkpoint=reports.checkpoint(6), send=reports)
+    assert resumed.restore() == {"epoch_seen": 6} and resumed.epoch == 6 and resumed.best_epoch == 5
+
+    asha = parse_config({"name": "rungs", "scheduler": {"max_epochs": 10, "grace_period": 1, "reduction_factor": 2},
+                         "storage": {"checkpoint_every": 100}})
+    assert asha.scheduler.rung_epochs() == {1, 2, 4, 8}
+    assert [e for e in range(1, 11) if Trial(data, asha).persists(e)] == [1, 2, 4, 8, 10]
+    assert parse_config({"name": "odd", "scheduler": {"max_epochs": 9, "grace_period": 2, "reduction_factor": 2.5}}
+                        ).scheduler.rung_epochs() == {2, 5}  # Ray stops at the first epoch at or past each rung
 
 
 def test_val_probs_are_scored_when_the_metric_is_not_given_and_shapes_are_checked(tmp_path):

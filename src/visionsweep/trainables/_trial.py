@@ -3,13 +3,16 @@
 Ray Tune calls a training function once per trial as `train(params, trial)`: `params` are the trial's sampled
 values, `trial` a `Trial`. The function builds its model, trains epoch by epoch, and calls
 `trial.report(metrics, val_probs=..., test_probs=..., model=..., state=...)` once per epoch. visionsweep turns
-each report into a Ray Tune result with a checkpoint: the scheduler (ASHA) may end the trial there, the
-driver logs the metrics to MLflow, and the predictions and model of the best epoch so far travel in the
-checkpoint, so a trial stopped at any epoch still leaves them for MLflow, the ensemble and `promote`.
+each report into a Ray Tune result: the scheduler (ASHA) may end the trial there and the driver logs the
+metrics to MLflow. A report persists a checkpoint (`state`, and the predictions and model of the best epoch so
+far) only when needed: at an improving epoch, an ASHA rung, the last epoch and every `storage.checkpoint_every`
+epochs (each costs about 20 ms on 2 cores: Tune persists it within the report). So a trial stopped at any epoch still
+leaves its best epoch's predictions for MLflow, the ensemble and `promote`, and one that continues after
+Ctrl-C or a lost process trains the epochs since its last checkpoint again (MLflow logs each epoch once).
 
     def train(params, trial):
         model = build(params, trial.data).to(trial.device)
-        state = trial.restore()                 # None, or the `state` of the last reported epoch
+        state = trial.restore()                 # None, or the `state` of the last persisted epoch
         if state:
             model.load_state_dict(state["model"])
         for epoch in range(trial.epoch + 1, trial.max_epochs + 1):
@@ -98,7 +101,7 @@ class Trial:
 
     def __init__(self, data: TrialData, config: SweepConfig, checkpoint=None, send=None):
         """checkpoint: Ray Tune's, to continue from. send(result, folder): where reports go instead of Ray Tune
-        (the folder holds the checkpoint's files until it returns)."""
+        (the folder holds the checkpoint's files until it returns; None when the report persists none)."""
         self.data = data
         self.config = config
         self.max_epochs = config.scheduler.max_epochs
@@ -112,13 +115,16 @@ class Trial:
         self._model: dict | None = None  # the best epoch's weights
         self._state = None
         self._send = send
+        self._checkpoint_every = config.storage.checkpoint_every
+        self._rungs = config.scheduler.rung_epochs()
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
                 self._load(Path(folder))
 
     def restore(self):
-        """The `state` given with the last report before a restart (a trial retried after its process or node
-        died, a sweep resumed after its driver died); None on a fresh start. Continue at `trial.epoch + 1`."""
+        """The `state` given with the last report that persisted a checkpoint before a restart (a trial retried
+        after its process or node died, a sweep resumed after its driver died); None on a fresh start. Continue
+        at `trial.epoch + 1`."""
         return self._state
 
     def is_best(self, metrics: dict) -> bool:
@@ -150,15 +156,25 @@ class Trial:
             raise ValueError(f"trial.report: metrics {sorted(metrics)} lack the sweep's search.metric "
                              f"{self.metric!r}; report it, or pass val_probs to have it scored")
         self.epoch += 1
-        if self.is_best(metrics):
+        improving = self.is_best(metrics)
+        if improving:
             self._best_score, self.best_epoch = self.sign * metrics[self.metric], self.epoch
             given = {"val_probs": val_probs, "test_probs": test_probs, **(extra or {})}
             self._predictions = {k: v for k, v in given.items() if v is not None}
             self._model = None if model is None else {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         result = {"epoch": self.epoch, **metrics, "best_epoch": self.best_epoch}
+        if not (improving or self.persists(self.epoch)):
+            self._send_result(result, None)
+            return
         with tempfile.TemporaryDirectory() as folder:
             self._save(Path(folder), state)
             self._send_result(result, folder)
+
+    def persists(self, epoch: int) -> bool:
+        """Whether a report at this epoch persists a checkpoint even if the epoch is not the best: each
+        storage.checkpoint_every epochs, at ASHA's rungs and at the last epoch. The best epoch always does, so
+        the latest checkpoint holds the best predictions wherever the trial stops."""
+        return epoch % self._checkpoint_every == 0 or epoch in self._rungs or epoch >= self.max_epochs
 
     def _checked(self, probs, labels: np.ndarray, name: str) -> np.ndarray:
         probs = probs.detach().cpu().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
@@ -167,13 +183,13 @@ class Trial:
             raise ValueError(f"trial.report: {name} has shape {probs.shape}; expected {expected} (rows x classes)")
         return probs.astype(np.float32)
 
-    def _send_result(self, result: dict, folder: str) -> None:
+    def _send_result(self, result: dict, folder: str | None) -> None:
         if self._send is not None:
             self._send(result, folder)
             return
         from ray import tune
 
-        tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+        tune.report(result, checkpoint=None if folder is None else tune.Checkpoint.from_directory(folder))
 
     def _save(self, folder: Path, state) -> None:
         counters = {"epoch": self.epoch, "best_epoch": self.best_epoch, "best_score": self._best_score}
