@@ -4,6 +4,7 @@ import pytest
 import ray
 
 from support.servers import LOCAL_RAY, MlflowServer
+from support.stores import sqlite_store
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +40,7 @@ def reported_sweep(local_ray, tmp_path_factory):
     from visionsweep.cli import main
 
     folder = tmp_path_factory.mktemp("reported")
-    uri = f"sqlite:///{folder}/mlflow.db"
+    uri = sqlite_store(folder)
     config = folder / "sweep.yaml"
     config.write_text(
         "name: it-report\n"

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from support.servers import LOCAL_RAY, free_port, wait_until_serving
+from support.stores import sqlite_store
 from visionsweep import data, models, tracking
 from visionsweep.cli import main
 from visionsweep.config import ConfigError, parse_config
@@ -59,7 +60,7 @@ def byo(local_ray, tmp_path_factory):
         with pytest.raises(ConfigError, match="Ray's workers cannot import byo_it_models"):
             connect_ray(None, False, user_code(config))  # the session's Ray, started without the user's code
         ray.shutdown()
-        uri = f"sqlite:///{folder}/mlflow.db"
+        uri = sqlite_store(folder)
         try:
             result = run_sweep(config, uri, storage_path=str(folder / "ray"))
         finally:

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 import visionsweep
+from support.stores import sqlite_store
 from visionsweep import data, record, tracking
 from visionsweep.config import parse_config
 
@@ -36,7 +37,7 @@ SWEEP = {
 def test_a_training_function_of_your_own_from_python(local_ray, tmp_path, monkeypatch):
     monkeypatch.chdir(BYO)  # as a notebook beside its package: a dict config finds the package here
     environment = dict(os.environ)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path)
     result = visionsweep.run(SWEEP, overrides=["tracking.batch_seconds=0"], tracking_uri=uri,
                              storage_path=str(tmp_path / "ray"))
     assert dict(os.environ) == environment

@@ -13,6 +13,7 @@ from mlflow.entities import Metric
 from PIL import Image
 
 from support.servers import free_port
+from support.stores import sqlite_store
 from visionsweep import models, record, registry, tracking
 from visionsweep.cli import main
 
@@ -33,7 +34,7 @@ def npz(**arrays) -> bytes:
 def store(tmp_path_factory):
     """A sweep run and its trial run, as a sweep writes them, and the trial promoted as models:/cli-model@champion."""
     folder = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{folder}/mlflow.db"
+    uri = sqlite_store(folder)
     client, experiment = tracking.connect(uri, "cli-errors")
     sweep = client.create_run(experiment, tags={record.TAG_KIND: "sweep", "visionsweep.metric": "val_accuracy",
                                                 "visionsweep.mode": "max"}).info.run_id

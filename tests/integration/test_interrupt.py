@@ -19,6 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
+from support.stores import sqlite_store
 from visionsweep import record, tracking
 
 pytestmark = pytest.mark.integration
@@ -108,7 +109,7 @@ def gcs_answer(address: str, metadata: tuple = ()) -> str:
 def interrupted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("interrupt")
     (folder / "sweep.yaml").write_text(CONFIG)
-    uri = f"sqlite:///{folder}/mlflow.db"
+    uri = sqlite_store(folder)
     run = visionsweep(folder, "run", "sweep.yaml", "--tracking-uri", uri, "--storage-path", str(folder / "ray"),
                       name="run")
     try:

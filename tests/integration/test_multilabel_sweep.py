@@ -6,6 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from support.stores import sqlite_store
 from visionsweep import metrics, record, report, tracking
 from visionsweep.config import parse_config
 from visionsweep.ensemble import run_ensemble
@@ -38,7 +39,7 @@ SWEEP = {
 
 
 def test_multilabel_sweep_and_ensemble(local_ray, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path)
     result = run_sweep(parse_config(SWEEP), uri, storage_path=str(tmp_path / "ray"))
     assert result.status == "FINISHED" and result.count(Outcome.COMPLETE) == TRIALS
     client = MlflowClient(uri)
@@ -124,7 +125,7 @@ def test_user_folder_with_a_broken_file_logs_it(local_ray, tmp_path):
         "search": {"trials": 1},
         "scheduler": {"kind": "fifo", "max_epochs": 1},
     })
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path)
     result = run_sweep(config, uri, storage_path=str(tmp_path / "ray"))
     assert result.count(Outcome.COMPLETE) == 1
     client = MlflowClient(uri)

@@ -8,6 +8,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from support.stores import sqlite_store
 from visionsweep import record, tracking
 from visionsweep.cli import main
 from visionsweep.config import parse_config
@@ -27,7 +28,7 @@ def outcomes(client, sweep_run_id) -> dict[str, list]:
 
 
 def test_a_diverged_trial_fails_at_once_with_its_reason_and_stays_out_of_the_ensemble(local_ray, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path)
     config = parse_config({
         "name": "it-diverged",
         # SGD at lr 60-90 sends the loss to NaN within an epoch or two.
@@ -71,7 +72,7 @@ def test_a_failing_trial_is_not_retried_and_a_sweep_where_every_trial_failed_exi
         "scheduler: {kind: fifo, max_epochs: 2}\n"
         "resources: {cpu: 1, concurrent: 2, max_failures: 2}\n"
     )
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path)
     code = main(["run", str(config), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")])
     out, err = capfd.readouterr()
     assert code == 1

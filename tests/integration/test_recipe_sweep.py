@@ -6,6 +6,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from support.stores import sqlite_store
 from visionsweep import tracking
 from visionsweep.config import parse_config
 from visionsweep.ensemble import run_ensemble
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_repeats_and_early_stopping_in_a_named_space(local_ray, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path)
     config = parse_config({
         "name": "it-repeats",
         "space": ["optimizers", {"lr": {"loguniform": [0.01, 0.1]}}],
@@ -42,7 +43,7 @@ def test_repeats_and_early_stopping_in_a_named_space(local_ray, tmp_path):
 
 
 def test_coordinate_strategy_carries_the_best_value_forward(local_ray, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path)
     config = parse_config({
         "name": "it-coordinate",
         "model_params": {"channels": 8, "n_conv": 1},
@@ -61,7 +62,7 @@ def test_coordinate_strategy_carries_the_best_value_forward(local_ray, tmp_path)
 
 
 def test_folds_report_the_mean_and_store_out_of_fold_predictions_the_ensemble_fits_on(local_ray, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path)
     config = parse_config({
         "name": "it-folds",
         "data": {"folds": 3},

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from support.stores import sqlite_store
 from visionsweep import record, tracking
 from visionsweep.config import parse_config
 from visionsweep.outcome import Outcome
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_records_come_back_and_lost_runs_are_set_aside(tmp_path):
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(sqlite_store(tmp_path))
     experiment = client.create_experiment("recovery", artifact_location=(tmp_path / "artifacts").as_uri())
     sweep = client.create_run(experiment, tags={record.TAG_KIND: "sweep"}).info.run_id
 
@@ -62,7 +63,7 @@ def test_resumed_logger_closes_runs_of_trials_ray_restored_as_ended(tmp_path):
     from ray.train._internal.storage import StorageContext
     from ray.tune.experiment import Trial
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path)
     client = MlflowClient(uri)
     experiment = client.create_experiment("recovery", artifact_location=(tmp_path / "artifacts").as_uri())
     sweep = client.create_run(experiment, tags={record.TAG_KIND: "sweep"}).info.run_id

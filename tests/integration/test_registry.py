@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from support.stores import sqlite_store
 from visionsweep import data, record, registry, tracking
 from visionsweep.cli import main
 from visionsweep.config import parse_config
@@ -43,7 +44,7 @@ np.savez(out, **{name: mlflow.pyfunc.load_model(f"models:/{name}@champion").pred
 @pytest.fixture(scope="module")
 def sweep(local_ray, tmp_path_factory):
     folder = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{folder}/mlflow.db"
+    uri = sqlite_store(folder)
     result = run_sweep(parse_config(SWEEP), uri, storage_path=str(folder / "ray"))
     client = MlflowClient(uri, registry_uri=uri)
     trials = sorted(tracking.trial_runs(client, result.sweep_run_id), key=lambda r: -r.data.metrics["test_accuracy"])

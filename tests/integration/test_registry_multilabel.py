@@ -11,6 +11,7 @@ import torch
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from support.stores import sqlite_store
 from visionsweep import models, record, registry, tracking
 from visionsweep.ensemble import run_ensemble
 
@@ -37,7 +38,7 @@ def probabilities(model, images):
 @pytest.fixture(params=["sqlite", "server"])
 def store(request, tmp_path):
     # Over HTTP the registry answers alias lookups with string versions and artifacts go through the proxy.
-    uri = f"sqlite:///{tmp_path}/mlflow.db" if request.param == "sqlite" else request.getfixturevalue("mlflow_server")
+    uri = sqlite_store(tmp_path) if request.param == "sqlite" else request.getfixturevalue("mlflow_server")
     client, experiment = tracking.connect(uri, "multilabel-registry")
     rng = np.random.default_rng(0)
     images = {part: rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8) for part in ("val", "test")}

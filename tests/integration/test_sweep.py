@@ -8,6 +8,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from support.stores import sqlite_store
 from visionsweep import record, tracking
 from visionsweep.cli import main
 from visionsweep.config import parse_config
@@ -75,7 +76,7 @@ def check_sweep(result, uri):
 
 
 def test_sweep_on_sqlite(local_ray, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path)
     result = run_sweep(parse_config(SWEEP), uri, storage_path=str(tmp_path / "ray"))
     check_sweep(result, uri)
 
@@ -88,7 +89,7 @@ def test_sweep_against_mlflow_server(local_ray, mlflow_server, tmp_path):
 def test_a_time_budget_stops_the_running_trials_as_pruned_with_their_predictions(local_ray, tmp_path):
     """search.time_budget_s: Tune stops the running trials without a hook; their runs still end with their
     predictions, the study hears of them as PRUNED, and nothing is left RUNNING."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path)
     config = parse_config({
         "name": "it-budget", "space": {"lr": {"loguniform": [0.01, 0.3]}},
         "search": {"sampler": "random", "trials": 20, "seed": 1, "time_budget_s": 45},
