@@ -30,7 +30,7 @@ SUMMARY_KEYS = (
     "logging_share",
     "asha_epoch_fraction",
     "ensemble_table_seconds",
-    "ask_ms_at_300",
+    "ask_ms_at_1000",
     "trainable_throughput_ratio",
     "fmnist_best_single_accuracy",
     "fmnist_ensemble_accuracy",

@@ -47,3 +47,18 @@ def test_abandoned_trials_are_failed_and_the_rest_kept(tmp_path):
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
     assert Path(tmp_path / "j" / "study.journal").exists()
+
+
+def test_the_journal_file_is_shared_and_reopened_without_losing_a_write(tmp_path):
+    path = str(tmp_path / "study" / "optuna.journal")
+    first = optuna.create_study(study_name="j", storage=open_study_storage(path), direction="maximize")
+    second = optuna.load_study(study_name="j", storage=open_study_storage(path))  # another process's view
+    trial = first.ask()
+    trial.suggest_float("lr", 0.01, 0.1)
+    first.tell(trial, 0.5)
+    running = second.ask()  # sees the first trial, and adds its own
+    assert [t.state for t in second.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING]
+    assert len(first.trials) == 2 and first.trials[1].number == running.number
+    reopened = optuna.load_study(study_name="j", storage=open_study_storage(path))
+    assert reopened.best_value == 0.5 and reopened.trials[0].params == trial.params
+    assert all(line.endswith("}") for line in Path(path).read_text().splitlines())  # one whole log per line
