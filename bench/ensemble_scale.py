@@ -2,7 +2,8 @@
 
 What: `visionsweep.ensemble.run_ensemble` end to end - list the sweep's trials, download every member's
 predictions.npz (validation and test probabilities) from the MLflow server, the top 10/20/30/40/50/100%
-table by soft and hard voting, greedy selection (50 rounds), fitted weights, member agreement, the plot,
+table by soft and hard voting, greedy selection (50 rounds), bagged selection (10 bags), fitted weights (each
+also fitted on one half of the validation rows and scored on the other), member agreement, the plot,
 and logging the ensemble run with its artifacts.
 On: 380 synthetic trial runs x 10,000 validation rows and 10,000 test rows x 10 classes (float32, about
 0.8 MB of predictions per run, 300 MB in all), logged through MlflowClient to a local `mlflow server`

@@ -5,7 +5,7 @@ validation rows, the 10,000 given test images as test rows), TPE + ASHA over a r
 this machine, then the ensemble job.
     fmnist_best_single_accuracy = test accuracy of the trial with the best validation accuracy
     fmnist_ensemble_accuracy    = test accuracy of the ensemble the job itself picks as final: of the top-k
-                                  soft and hard votes, greedy selection and fitted weights, the best on
+                                  soft and hard votes, greedy and bagged selection and fitted weights, the best on
                                   validation rows (test rows play no part in choosing it)
 The soft vote of the top 5 by validation (the figure of earlier runs) and the whole table are recorded too.
 The recipe: a 3-block CNN (32-64-128 channels, batchnorm, dense 128), SGD Nesterov with one-cycle over 12

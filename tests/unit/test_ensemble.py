@@ -6,6 +6,7 @@ import pytest
 from visionsweep import metrics
 from visionsweep.ensemble import (
     Members,
+    bagged_selection,
     build_table,
     fit_weights,
     greedy_selection,
@@ -13,7 +14,8 @@ from visionsweep.ensemble import (
     member_agreement,
     soft_vote,
 )
-from visionsweep.ensemble._job import score_curve
+from visionsweep.ensemble._job import score_curve, validation_halves
+from visionsweep.ensemble.selection import Selector
 
 
 def two_class(class0):
@@ -75,6 +77,65 @@ def test_greedy_matches_the_naive_definition(multilabel):
         probs = (np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)).astype(np.float32)
     for rounds in (1, 5, 15):
         np.testing.assert_array_equal(greedy_selection(probs, labels, rounds), naive_greedy(probs, labels, rounds))
+
+
+def test_greedy_with_row_weights_is_greedy_on_the_repeated_rows():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 80)
+    probs = rng.dirichlet(np.ones(3), size=(7, 80)).astype(np.float32)
+    counts = rng.integers(0, 3, 80)  # a bootstrap sample's counts: rows drawn 0, 1 or 2 times
+    repeated = np.repeat(np.arange(80), counts)
+    np.testing.assert_array_equal(Selector(probs, labels).greedy(12, counts),
+                                  naive_greedy(probs[:, repeated], labels[repeated], 12))
+
+
+def one_signal_among_noise(rows, rng, noise=30):
+    """Member 0 is right on about 73% of rows; 30 members vote at random near 0.5 (two classes)."""
+    labels = rng.integers(0, 2, rows)
+    p_true = np.clip(0.65 + rng.normal(0, 0.25, rows), 0.01, 0.99)
+    class0 = np.concatenate([np.where(labels == 0, p_true, 1 - p_true)[None],
+                             0.5 + rng.uniform(-0.2, 0.2, (noise, rows))])
+    return two_class(class0), labels
+
+
+def test_bagging_overfits_the_validation_rows_less_than_greedy():
+    rng = np.random.default_rng(1)
+    (val, y_val), (test, y_test) = one_signal_among_noise(200, rng), one_signal_among_noise(5000, rng)
+
+    def accuracy(weights, probs, labels):
+        return np.mean(soft_vote(probs, weights).argmax(axis=1) == labels)
+
+    greedy = greedy_selection(val, y_val, 50).astype(np.float64)
+    bagged = bagged_selection(val, y_val, bags=10, rounds=20)
+    assert bagged.sum() == pytest.approx(1)
+    # Greedy adds noise members that happen to fix validation rows: 9 points above its test accuracy.
+    greedy_gap = accuracy(greedy, val, y_val) - accuracy(greedy, test, y_test)
+    bagged_gap = accuracy(bagged, val, y_val) - accuracy(bagged, test, y_test)
+    assert greedy_gap > 0.05 and bagged_gap < greedy_gap / 2
+    assert accuracy(bagged, test, y_test) > accuracy(greedy, test, y_test)
+    assert bagged[0] == bagged.max()  # the one informative member weighs most
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_final_choice_on_held_out_halves_does_not_fall_for_greedy(seed):
+    rng = np.random.default_rng(seed)
+    (val, y_val), (test, y_test) = one_signal_among_noise(500, rng), one_signal_among_noise(5000, rng)
+    ids = [f"run{i}" for i in range(len(val))]
+    table = build_table(Members(ids, ids, val, test, y_val, y_test, ["0", "1"], [None] * len(ids), "sweep"),
+                        ["1", "100%"], greedy_rounds=50)
+    greedy = table.methods[0]
+    # Greedy has the best score on the rows it was fitted to: chosen by that score, it would be final.
+    assert greedy["method"].startswith("greedy")
+    assert greedy["val"] == max([c["val"] for c in table.methods] + [r["val_soft"] for r in table.rows])
+    assert greedy["held_out"] < greedy["val"] - 0.02  # fitted on one half, its picks do not carry to the other
+    assert not table.final["name"].startswith("greedy")
+    assert table.final["test"] > greedy["test"]
+
+
+def test_validation_halves_split_the_rows_evenly():
+    halves = validation_halves(101)
+    assert set(halves.tolist()) == {0, 1} and abs(int(halves.sum()) - 50) <= 1
+    np.testing.assert_array_equal(halves, validation_halves(101))  # seeded: the same halves each time
 
 
 def test_fitted_weights_favour_the_informative_member():
@@ -159,13 +220,15 @@ def test_table_rows_methods_and_final_choice_on_validation(multilabel):
     table = build_table(members, ["1", "50%", "100%"], greedy_rounds=8)
     assert [row["k"] for row in table.rows] == [1, 3, 6]
     assert table.rows[0]["soft"] == table.best_single
-    assert [m["method"].split()[0] for m in table.methods] == ["greedy", "weighted"]
-    candidates = [r[f"val_{v}"] for r in table.rows for v in ("soft", "hard")] + [m["val"] for m in table.methods]
-    assert table.final["val"] == max(candidates)  # chosen on validation, never on test
+    assert [m["method"].split()[0] for m in table.methods] == ["greedy", "bagged", "weighted"]
+    # Chosen on validation, never on test: top-k votes by their score, fitted methods by their held-out score.
+    candidates = [r[f"val_{v}"] for r in table.rows for v in ("soft", "hard")] + [m["held_out"] for m in table.methods]
+    assert table.final["held_out"] == max(candidates)
     assert table.final["weights"].sum() == pytest.approx(1)
     assert (table.final["thresholds"] is not None) == multilabel
     text = table.format()
-    assert "top 50%" in text and "greedy (8 rounds)" in text and "best single" in text and "final" in text
+    assert "top 50%" in text and "greedy (8 rounds)" in text and "bagged (10 bags)" in text and "best single" in text
+    assert "final (best held-out validation)" in text
     assert set(table.agreement) == {"mean_pairwise_disagreement", "mean_error_correlation"}
 
 

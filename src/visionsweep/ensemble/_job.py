@@ -13,7 +13,7 @@ from mlflow.entities import Metric
 from visionsweep import metrics
 from visionsweep.ensemble._members import Members
 from visionsweep.ensemble.agreement import mean_off_diagonal, member_agreement
-from visionsweep.ensemble.selection import fit_weights, greedy_selection
+from visionsweep.ensemble.selection import BAG_ROUNDS, BAGS, Selector
 from visionsweep.ensemble.voting import hard_vote, soft_vote
 from visionsweep.record import (
     AGREEMENT_ARTIFACT, ENSEMBLE_ARTIFACT, ENSEMBLE_TABLE_ARTIFACT, ENSEMBLE_TABLE_TEXT_ARTIFACT, KIND_ENSEMBLE,
@@ -31,8 +31,11 @@ class EnsembleTable:
     measure: str  # e.g. "accuracy"
     best_single: float  # test score of the member with the best validation score
     rows: list[dict]  # per top-k: {"k", "label", "members", "val_soft", "soft", "val_hard", "hard"} (soft/hard: test)
-    methods: list[dict] = field(default_factory=list)  # greedy and weighted: {"method", "members", "val", "test"}
-    # the best on validation: {"name", "method", "weights", "thresholds", "val", "test", "never_predicted"}
+    # greedy, bagged and weighted: {"method", "members", "val", "held_out", "test"}; held_out: scored on each
+    # validation half by the members fitted on the other (build_table)
+    methods: list[dict] = field(default_factory=list)
+    # the best held-out on validation: {"name", "method", "weights", "thresholds", "val", "held_out", "test",
+    # "never_predicted"}
     final: dict = field(default_factory=dict)
     curve: dict = field(default_factory=dict)  # every k: {"k", "val_soft", "test_soft", "val_hard", "test_hard"}
     agreement: dict = field(default_factory=dict)  # mean pairwise disagreement / error correlation on the test rows
@@ -52,12 +55,13 @@ class EnsembleTable:
             lines.append(f"{'top ' + row['label']:<18} {row['members']:>8} {cell(row, 'val_soft'):>9} "
                          f"{cell(row, 'soft'):>9} {cell(row, 'val_hard'):>9} {cell(row, 'hard'):>9}")
         for row in self.methods:
-            lines.append(f"{row['method']:<18} {row['members']:>8} {row['val']:>9.4f} {row['test']:>9.4f}")
+            lines.append(f"{row['method']:<18} {row['members']:>8} {row['val']:>9.4f} {row['test']:>9.4f}"
+                         f"   (held-out val {row['held_out']:.4f})")
         lines.append(f"{'best single':<18} {1:>8} {'':>9} {self.best_single:>9.4f}")
         if self.final:
             thresholds = "" if self.final["thresholds"] is None else f", thresholds {_short(self.final['thresholds'])}"
-            lines.append(f"final (best on validation): {self.final['name']}: val {self.final['val']:.4f}, "
-                         f"test {self.final['test']:.4f}{thresholds}")
+            lines.append(f"final (best held-out validation): {self.final['name']}: val {self.final['val']:.4f}, "
+                         f"held-out val {self.final['held_out']:.4f}, test {self.final['test']:.4f}{thresholds}")
             if self.final.get("never_predicted"):
                 lines.append(f"never predicted on test rows by the final ensemble: {', '.join(self.final['never_predicted'])}")
         if self.skipped:
@@ -86,7 +90,20 @@ def build_table(
     members: Members, top_k: list[str] = DEFAULT_TOP_K, voting: str = "both", greedy_rounds: int = 50,
     thresholds: str = metrics.DEFAULT_THRESHOLD_METHOD,
 ) -> EnsembleTable:
-    """Scores every method on the validation and test rows. Everything is chosen on validation only."""
+    """Scores every method on the validation and test rows. Everything is chosen on validation only.
+
+    The final ensemble is the candidate with the best held-out validation score. Greedy selection and fitted
+    weights are fitted to the validation rows, so their score on those same rows flatters them (greedy picks
+    whatever fixes a few rows, noise included) and would win the choice by overfitting. So the validation rows
+    are split in two halves (validation_halves); each fitted method is fitted on one half and votes on the
+    other, both ways round, and every row's held-out vote is scored once: two-fold cross-validation within the
+    validation rows, the same rows and measure for every method. A top-k vote fits nothing to the rows (the
+    members' ranking comes from the sweep), so its held-out score is its validation score. The chosen method's
+    weights are then fitted on all validation rows. Out-of-bag scores were the alternative: free for the bagged
+    ensemble, but greedy on all rows and the fitted weights have no out-of-bag rows, and refitting them per bag
+    would cost ten fits each; two halves cost one more fit each (bagging none: its bags are drawn within the
+    halves).
+    """
     val, test = members.val_probs, members.test_probs
     y_val, y_test = members.val_labels, members.test_labels
     task, count = members.task, len(val)
@@ -97,6 +114,9 @@ def build_table(
 
     def tuned(val_probs):  # multi-label thresholds for weighted probabilities; None for multi-class
         return task.thresholds(val_probs, y_val, thresholds)
+
+    def tuned_on(val_probs, mask):  # ... tuned on the rows of a 0/1 mask only
+        return task.thresholds(val_probs[mask > 0], y_val[mask > 0], thresholds)
 
     sizes = {}
     for label in top_k:
@@ -112,30 +132,49 @@ def build_table(
                 row.update({f"val_{key}": curve[f"val_{method}"][at], key: curve[f"test_{method}"][at]})
         rows.append(row)
 
-    candidates = []  # (name, method, weights per member, thresholds, val score, test score)
+    candidates = []  # (name, method, weights per member, thresholds, val score, held-out val score, test score)
     half = np.full(len(members.classes), 0.5, np.float32) if task.multilabel else None  # centred members vote at 0.5
     for row in rows:
         weights = (np.arange(count) < row["k"]).astype(np.float64)
+        # Nothing is fitted to the rows for a top-k vote: its validation score is its held-out score.
         if "soft" in row:
             candidates.append((f"soft top {row['label']}", "average", weights, half,
-                               row["val_soft"], row["soft"]))
+                               row["val_soft"], row["val_soft"], row["soft"]))
         if "hard" in row:
-            candidates.append((f"hard top {row['label']}", "hard", weights, half, row["val_hard"], row["hard"]))
+            candidates.append((f"hard top {row['label']}", "hard", weights, half, row["val_hard"], row["val_hard"],
+                               row["hard"]))
+    halves = validation_halves(len(y_val))
+    selector = Selector(val, y_val)
+    fits = (  # each: (name, fit on the rows of a 0/1 mask, with a seed)
+        (f"greedy ({greedy_rounds} rounds)", lambda mask, seed: selector.greedy(greedy_rounds, mask).astype(np.float64)),
+        (f"bagged ({BAGS} bags)", lambda mask, seed: selector.bagged(BAGS // 2, BAG_ROUNDS, seed, mask)),
+        ("weighted soft", lambda mask, seed: selector.fitted_weights(mask)),
+    )
     methods = []
-    for name, weights in (
-        (f"greedy ({greedy_rounds} rounds)", greedy_selection(val, y_val, greedy_rounds).astype(np.float64)),
-        ("weighted soft", fit_weights(val, y_val)),
-    ):
+    for name, fit in fits:
+        held_out = np.empty(val.shape[1:], np.float32)  # every row, voted by the members fitted on the other half
+        fitted = []
+        for part in (0, 1):
+            mask = (halves == part).astype(np.int64)
+            weights = fit(mask, part)
+            fitted.append(weights / weights.sum())
+            probs = soft_vote(val[weights > 0], weights[weights > 0])
+            decided = task.decide(probs, tuned_on(probs, mask)) if task.multilabel else probs
+            held_out[mask == 0] = decided[mask == 0]
+        # Bagging's bags are drawn within each half, so the bagged ensemble of all rows is both halves' bags.
+        weights = (fitted[0] + fitted[1]) / 2 if name.startswith("bagged") else fit(np.ones(len(y_val), np.int64), 2)
         used = weights > 0
         val_probs, test_probs = soft_vote(val[used], weights[used]), soft_vote(test[used], weights[used])
         cut = tuned(val_probs)
         methods.append({"method": name, "members": int(used.sum()), "val": score(val_probs, y_val, cut),
-                        "test": score(test_probs, y_test, cut)})
-        candidates.insert(len(methods) - 1, (name, "average", weights, cut, methods[-1]["val"], methods[-1]["test"]))
-    # The best on validation; on a tie, the earlier candidate: greedy, weighted, then smaller top-k.
-    name, method, weights, cut, val_score, test_score = max(candidates, key=lambda c: c[4])
+                        "held_out": score(held_out, y_val), "test": score(test_probs, y_test, cut)})
+        candidates.insert(len(methods) - 1, (name, "average", weights, cut, methods[-1]["val"],
+                                             methods[-1]["held_out"], methods[-1]["test"]))
+    # The best held-out validation score (choose_final); on a tie, the earlier candidate: greedy, bagged, weighted,
+    # then smaller top-k.
+    name, method, weights, cut, val_score, held_out, test_score = max(candidates, key=lambda c: c[5])
     final = {"name": name, "method": method, "weights": weights / weights.sum(), "thresholds": cut,
-             "val": val_score, "test": test_score}
+             "val": val_score, "held_out": held_out, "test": test_score}
     final["never_predicted"] = metrics.never_predicted(final_predictions(members, final)["test_probs"],
                                                        members.classes, cut)
 
@@ -144,6 +183,13 @@ def build_table(
                "mean_error_correlation": mean_off_diagonal(agreement["error_correlation"])}
     return EnsembleTable(measure, score(test[0], y_test), rows, methods, final, curve,
                          {k: v for k, v in summary.items() if not np.isnan(v)}, agreement)
+
+
+def validation_halves(rows: int, seed: int = 0) -> np.ndarray:
+    """0 or 1 per validation row: two halves of the rows in a seeded random order, for held-out scoring."""
+    halves = np.arange(rows) % 2
+    np.random.default_rng(seed).shuffle(halves)
+    return halves
 
 
 def final_predictions(members: Members, final: dict) -> dict[str, np.ndarray]:
@@ -239,6 +285,7 @@ def _log(client, table: EnsembleTable, members: Members, compute_seconds: float)
         "thresholds": None if final["thresholds"] is None else [float(t) for t in final["thresholds"]],
         "measure": table.measure,
         "val_score": final["val"],
+        "held_out_val_score": final["held_out"],  # what chose it (build_table)
         "test_score": final["test"],
         "classes": members.classes,
         "multilabel": members.multilabel,
@@ -288,7 +335,7 @@ def plot_curve(table: EnsembleTable, path: Path) -> None:
     for key, style in (("val_soft", "C0--"), ("test_soft", "C0-"), ("val_hard", "C1--"), ("test_hard", "C1-")):
         if key in table.curve:
             axes.plot(ks, table.curve[key], style, label=key.replace("_", " "))
-    for color, row in zip(("C2", "C3"), table.methods):
+    for color, row in zip(("C2", "C3", "C4"), table.methods):
         axes.axhline(row["test"], color=color, linestyle=":", label=f"{row['method']} test")
     axes.axhline(table.best_single, color="gray", linestyle=":", label="best single test")
     axes.set_xlabel("k (top members by validation score)")
