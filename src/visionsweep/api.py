@@ -62,11 +62,17 @@ def run(config, *, overrides=(), tracking_uri: str | None = None, storage_path: 
 
 def ensemble(sweep: str | None = None, *, experiment: str | None = None, members: list[str] | None = None,
              top_k=None, voting: str = "both", greedy_rounds: int = 50, thresholds: str = DEFAULT_THRESHOLD_METHOD,
-             tracking_uri: str | None = None):
+             tracking_uri: str | None = None, refit: int | None = None, seeds: int | None = None,
+             storage_path: str | None = None, address: str | None = None):
     """Votes over a sweep's trials (`sweep`: its run id; or the latest sweep of `experiment`) or over registered
-    models (`members`: models:/NAME@ALIAS, ...); returns the EnsembleTable (its `run_id` is the ensemble run)."""
+    models (`members`: models:/NAME@ALIAS, ...); returns the EnsembleTable (its `run_id` is the ensemble run).
+
+    `refit` N > 0 first trains the sweep's N best configurations again to the full epoch budget, `seeds` models
+    each, in a Ray Tune run (`storage_path`, `address` as for `run`), and votes over those instead; None takes
+    the sweep file's `final:` settings (default: no refit)."""
     from visionsweep import tracking
     from visionsweep.ensemble import DEFAULT_TOP_K, parse_top_k, run_ensemble
+    from visionsweep.orchestrator import refit_sweep
 
     top_k = list(top_k or DEFAULT_TOP_K)
     for k in top_k:
@@ -78,13 +84,28 @@ def ensemble(sweep: str | None = None, *, experiment: str | None = None, members
         raise ConfigError("give --experiment (its latest sweep), --sweep RUN_ID or --members MODEL_URI ...")
     if greedy_rounds < 1:
         raise ConfigError(f"--greedy-rounds {greedy_rounds}: must be at least 1")
+    if refit is not None and refit < 0:
+        raise ConfigError(f"--refit {refit}: configurations to retrain, 0 (none) or more")
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: models per retrained configuration, at least 1")
+    if members and (refit or seeds):
+        raise ConfigError("--refit and --seeds retrain a sweep's configurations: give --experiment or --sweep, "
+                          "not --members")
     with environment_kept():
-        client = tracking.TimedClient(resolve_tracking_uri(tracking_uri))
+        uri = resolve_tracking_uri(tracking_uri)
+        client = tracking.TimedClient(uri)
         sweep = None if members else sweep or tracking.latest_sweep(client, experiment)
+        refit_run_id = None
         if sweep:
             tracking.sweep_run(client, sweep)  # a clear error for an id of no run, or of a trial
+            result = refit_sweep(sweep, uri, refit, seeds, storage_path=storage_path, address=address)
+            if result is not None:
+                if result.status != "FINISHED":
+                    raise LookupError(f"refit run {result.sweep_run_id} ended {result.status}: no ensemble of it")
+                refit_run_id = result.sweep_run_id
         try:
-            return run_ensemble(client, sweep, [str(k) for k in top_k], voting, greedy_rounds, thresholds, members)
+            return run_ensemble(client, sweep, [str(k) for k in top_k], voting, greedy_rounds, thresholds, members,
+                                refit_run_id)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

@@ -64,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     ensemble.add_argument("--greedy-rounds", type=int, default=50, help="rounds of greedy selection (Caruana)")
     ensemble.add_argument("--thresholds", choices=THRESHOLD_METHODS, default=DEFAULT_THRESHOLD_METHOD,
                           help="multi-label decisions: 0.5, or tuned on validation (one, or one per class)")
+    ensemble.add_argument("--refit", type=int, metavar="N",
+                          help="first train the sweep's N best configurations again to the full epoch budget, and "
+                               "vote over those (default: the sweep file's final.refit, 0)")
+    ensemble.add_argument("--seeds", type=int, metavar="M",
+                          help="with --refit: models per configuration, each of a new seed (default: final.seeds, 1)")
+    ensemble.add_argument("--storage-path", help="with --refit: where Ray Tune keeps its checkpoints "
+                                                 "(default: the sweep's storage.checkpoints, else ~/ray_results)")
+    ensemble.add_argument("--address", help="with --refit: an existing Ray cluster (default: local)")
     with_tracking(ensemble)
 
     promote = commands.add_parser("promote", help="register a trial's model or an ensemble behind a gated alias")
@@ -277,9 +285,12 @@ def cmd_ensemble(args) -> int:
 
     table = api.ensemble(args.sweep, experiment=args.experiment, members=args.members, top_k=args.top_k,
                          voting=args.voting, greedy_rounds=args.greedy_rounds, thresholds=args.thresholds,
-                         tracking_uri=args.tracking_uri)
+                         tracking_uri=args.tracking_uri, refit=args.refit, seeds=args.seeds,
+                         storage_path=args.storage_path, address=args.address)
     uri = resolve_tracking_uri(args.tracking_uri)
-    print(f"ensemble of {' '.join(args.members) if args.members else 'sweep ' + table.sweep_run_id} (run {table.run_id}):")
+    source = f"refit {table.refit_run_id} of sweep {table.sweep_run_id}" if table.refit_run_id else \
+        " ".join(args.members) if args.members else f"sweep {table.sweep_run_id}"
+    print(f"ensemble of {source} (run {table.run_id}):")
     print(table.format())
     print(f"register it: visionsweep promote --ensemble {table.run_id} --name NAME --tracking-uri {uri}")
     return 0

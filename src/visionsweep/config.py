@@ -216,6 +216,18 @@ class StorageConfig(_Section):
     checkpoint_every: int = Field(5, ge=1)
 
 
+class FinalConfig(_Section):
+    """The final ensemble (`visionsweep ensemble`): the sweep's trials as they are, or its best configurations
+    trained again. A trial that ASHA stopped at an early rung is under-trained; a retrained configuration runs
+    every epoch, with seeds of its own, so members differ by more than their stopping point."""
+
+    # configurations retrained, the best by the best validation score their trial reached (a pruned trial's
+    # too); 0: the ensemble votes over the sweep's trials as they are
+    refit: int = Field(0, ge=0)
+    seeds: int = Field(1, ge=1)  # models per retrained configuration, each of a new seed (not its trial's)
+    epochs: int | None = Field(None, ge=1)  # epochs of a retrained model; None: scheduler.max_epochs
+
+
 class SweepConfig(_Section):
     name: str = Field(min_length=1)  # the MLflow experiment
     data: DataConfig = DataConfig()
@@ -241,6 +253,7 @@ class SweepConfig(_Section):
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
     storage: StorageConfig = StorageConfig()
+    final: FinalConfig = FinalConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """The MLflow record of a sweep: every run tag, param, metric and artifact name visionsweep writes or reads.
 
 One sweep is one MLflow parent run (kind `sweep`) with a nested run per trial (kind `trial`); each
-`visionsweep ensemble` adds a nested run of kind `ensemble`. Whoever writes one of these names and whoever
+`visionsweep ensemble` adds a nested run of kind `ensemble`, and with `--refit` first a nested run of kind
+`refit` with a trial run per retrained configuration and seed. Whoever writes one of these names and whoever
 reads it back (the resumed driver, the ensemble job, the report, the registry) take it from here.
 The values of TAG_OUTCOME are those of `Outcome` (visionsweep.outcome: how a trial ended).
 """
@@ -17,6 +18,7 @@ KIND_SWEEP = "sweep"
 KIND_TRIAL = "trial"
 KIND_ENSEMBLE = "ensemble"
 KIND_LOST = "lost_trial"  # a trial run whose trial a dead driver started but Ray never recorded (set aside on resume)
+KIND_REFIT = "refit"  # under a sweep run: the sweep's best configurations trained again, one trial run each
 
 # --- the sweep run ---------------------------------------------------------------------------------
 TAG_VERSION = "visionsweep.version"
@@ -45,6 +47,7 @@ def trials_metric(outcome: Outcome) -> str:
 
 
 # --- a trial run -----------------------------------------------------------------------------------
+TAG_MODEL = "visionsweep.model"  # the trial's model: a registered name, timm/NAME or pkg.module:function
 TAG_TRIAL_ID = "visionsweep.trial_id"  # the Ray trial id: how a resumed driver finds a trial's run
 TAG_OUTCOME = "visionsweep.outcome"  # an Outcome value, or killed
 TAG_NODE = "visionsweep.node"  # the node it runs on now
@@ -75,9 +78,15 @@ def restart_error_artifact(restarts: int) -> str:
     return f"error-restart-{restarts}.txt"
 
 
+# --- a refit run (kind refit, nested under its sweep; its trial runs nested under it) ----------------
+# It carries the sweep's TAG_METRIC, TAG_MODE, TAG_DATA_FINGERPRINT and a copy of SPLIT_ARTIFACT, so its trials
+# are ensembled as a sweep's are, and its own CONFIG_ARTIFACT (FIFO, the refit's epochs).
+TAG_REFIT_OF = "visionsweep.refit_of"  # on a refit's trial run: the sweep's trial run whose configuration it trains
+
 # --- an ensemble run -------------------------------------------------------------------------------
 TAG_VOTING = "visionsweep.voting"
 TAG_FINAL = "visionsweep.final"  # the name of the chosen ensemble
+TAG_REFIT = "visionsweep.refit"  # the refit run whose trials it ensembles; absent: the sweep's own trials
 ENSEMBLE_ARTIFACT = "ensemble.json"  # the chosen ensemble: members, weights, method, thresholds (promote reads it)
 ENSEMBLE_TABLE_ARTIFACT = "ensemble_table.json"  # every method's scores (the report reads it)
 ENSEMBLE_TABLE_TEXT_ARTIFACT = "ensemble_table.txt"

@@ -50,6 +50,9 @@ def merged(**sections):
         (merged(model_params={"pretrained": "/nowhere/w.pt"}, model="resnet18"), "pretrained weights file '/nowhere/w.pt' does not exist"),
         (merged(train={"optimizer": "lbfgs"}), "train.optimizer = 'lbfgs': Input should be 'sgd', 'adam', 'adamw', 'amsgrad' or 'rmsprop'"),
         (merged(extra=1), "extra: unknown setting; allowed here: name, data, model"),
+        (merged(final={"refit": -1}), "final.refit = -1: Input should be greater than or equal to 0"),
+        (merged(final={"seeds": 0}), "final.seeds = 0: Input should be greater than or equal to 1"),
+        (merged(final={"top": 3}), "final.top: unknown setting; allowed here: refit, seeds, epochs"),
     ],
 )
 def test_malformed_config_names_field_value_and_allowed(raw, expected):
@@ -63,6 +66,7 @@ def test_defaults_fill_everything_not_given():
     assert config.scheduler.kind == "asha" and config.search.sampler == "tpe"
     assert config.search.mode == "max"  # val_accuracy's natural direction
     assert parse_config(merged(search={"metric": "val_loss"})).search.mode == "min"
+    assert (config.final.refit, config.final.seeds, config.final.epochs) == (0, 1, None)  # no refit unless asked
 
 
 def test_overrides_are_typed_by_the_schema(tmp_path):

@@ -229,7 +229,27 @@ def test_table_rows_methods_and_final_choice_on_validation(multilabel):
     text = table.format()
     assert "top 50%" in text and "greedy (8 rounds)" in text and "bagged (10 bags)" in text and "best single" in text
     assert "final (best held-out validation)" in text
-    assert set(table.agreement) == {"mean_pairwise_disagreement", "mean_error_correlation"}
+    assert {"mean_pairwise_disagreement", "mean_error_correlation"} <= set(table.agreement)
+
+
+def test_table_lists_the_final_members_models_and_disagreement():
+    members = fake_members()
+    members.families = ["cnn", "cnn", "timm/resnet10t", "mlp", "cnn", "mlp"]
+    table = build_table(members, ["1", "100%"], greedy_rounds=8)
+    used = np.flatnonzero(table.final["weights"])
+    assert len(used) > 1  # an ensemble, so disagreement within it means something
+    weights = [m["weight"] for m in table.final_members]
+    assert len(weights) == len(used) and weights == sorted(weights, reverse=True)
+    pairs = table.matrices["disagreement"][np.ix_(used, used)]
+    first = table.final_members[0]
+    row = list(used).index(members.names.index(first["name"]))
+    assert first["disagreement"] == pytest.approx(pairs[row].sum() / (len(used) - 1))
+    assert table.agreement["final_mean_pairwise_disagreement"] == pytest.approx(
+        pairs[~np.eye(len(used), dtype=bool)].mean())
+    for member in table.final_members:
+        assert member["family"] == members.families[members.names.index(member["name"])]
+    text = table.format()
+    assert f"final members ({len(used)}; models: " in text and "disagrees" in text
 
 
 def test_greedy_ensemble_carries_thresholds_tuned_on_validation():

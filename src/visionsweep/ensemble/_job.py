@@ -17,13 +17,15 @@ from visionsweep.ensemble.selection import BAG_ROUNDS, BAGS, Selector
 from visionsweep.ensemble.voting import hard_vote, soft_vote
 from visionsweep.record import (
     AGREEMENT_ARTIFACT, ENSEMBLE_ARTIFACT, ENSEMBLE_TABLE_ARTIFACT, ENSEMBLE_TABLE_TEXT_ARTIFACT, KIND_ENSEMBLE,
-    PREDICTIONS_ARTIFACT, SCORE_PLOT_ARTIFACT, TAG_FINAL, TAG_KIND, TAG_NEVER_PREDICTED, TAG_PARENT, TAG_VOTING,
+    PREDICTIONS_ARTIFACT, SCORE_PLOT_ARTIFACT, TAG_FINAL, TAG_KIND, TAG_NEVER_PREDICTED, TAG_PARENT, TAG_REFIT,
+    TAG_VOTING,
     TEST_PREFIX,
 )
 
 DEFAULT_TOP_K = ["10%", "20%", "30%", "40%", "50%", "100%"]
 THRESHOLDS = metrics.THRESHOLD_METHODS  # multi-label decisions: 0.5, or tuned on validation
 CURVE_POINTS = 100  # values of k scored for the plot
+FINAL_MEMBERS_SHOWN = 10  # the final ensemble's heaviest members listed in the printed table
 
 
 @dataclass
@@ -40,8 +42,12 @@ class EnsembleTable:
     curve: dict = field(default_factory=dict)  # every k: {"k", "val_soft", "test_soft", "val_hard", "test_hard"}
     agreement: dict = field(default_factory=dict)  # mean pairwise disagreement / error correlation on the test rows
     matrices: dict = field(default_factory=dict, repr=False)  # agreement matrices (members x members)
+    # the final ensemble's members, heaviest first: {"name", "family", "weight", "disagreement"} (disagreement: mean
+    # share of test rows on which the member decides unlike each other final member)
+    final_members: list[dict] = field(default_factory=list)
     run_id: str = ""
     sweep_run_id: str = ""  # the sweep the ensemble run is logged under
+    refit_run_id: str = ""  # the refit whose trials are the members; empty: the sweep's own trials
     left_out: list[str] = field(default_factory=list)  # trial runs without stored predictions
     skipped: list[str] = field(default_factory=list)  # candidates left out for non-finite predictions
 
@@ -68,6 +74,20 @@ class EnsembleTable:
             lines.append(f"left out, non-finite predictions: {', '.join(self.skipped)}")
         if self.agreement:
             lines.append("agreement on test rows: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in self.agreement.items()))
+        if self.final_members:
+            families = {}
+            for member in self.final_members:
+                families[member["family"] or "?"] = families.get(member["family"] or "?", 0) + 1
+            lines.append(f"final members ({len(self.final_members)}; models: "
+                         + ", ".join(f"{family} x{count}" for family, count in families.items()) + "):")
+            lines.append(f"  {'member':<24} {'model':<18} {'weight':>7} {'disagrees':>9}   (share of test rows, "
+                         "mean over the other final members)")
+            for member in self.final_members[:FINAL_MEMBERS_SHOWN]:
+                disagreement = "-" if member["disagreement"] is None else f"{member['disagreement']:.3f}"
+                lines.append(f"  {member['name'][:24]:<24} {(member['family'] or '?')[:18]:<18} "
+                             f"{member['weight']:>7.3f} {disagreement:>9}")
+            if len(self.final_members) > FINAL_MEMBERS_SHOWN:
+                lines.append(f"  ... {len(self.final_members) - FINAL_MEMBERS_SHOWN} more (ensemble_table.json)")
         if self.left_out:
             lines.append(f"left out, no stored predictions ({len(self.left_out)}): {', '.join(self.left_out)}")
         return "\n".join(lines)
@@ -181,8 +201,18 @@ def build_table(
     agreement = member_agreement(test, y_test)
     summary = {"mean_pairwise_disagreement": mean_off_diagonal(agreement["disagreement"]),
                "mean_error_correlation": mean_off_diagonal(agreement["error_correlation"])}
+    used = np.flatnonzero(final["weights"])
+    within = agreement["disagreement"][np.ix_(used, used)]
+    if len(used) > 1:
+        summary["final_mean_pairwise_disagreement"] = mean_off_diagonal(within)
+    families = members.families or [""] * count
+    final_members = sorted(
+        ({"name": members.names[i], "family": families[i], "weight": float(final["weights"][i]),
+          "disagreement": float(within[j].sum() / (len(used) - 1)) if len(used) > 1 else None}
+         for j, i in enumerate(used)),
+        key=lambda member: -member["weight"])
     return EnsembleTable(measure, score(test[0], y_test), rows, methods, final, curve,
-                         {k: v for k, v in summary.items() if not np.isnan(v)}, agreement)
+                         {k: v for k, v in summary.items() if not np.isnan(v)}, agreement, final_members=final_members)
 
 
 def validation_halves(rows: int, seed: int = 0) -> np.ndarray:
@@ -246,21 +276,29 @@ def score_curve(
 def run_ensemble(
     client, sweep_run_id: str | None = None, top_k: list[str] = DEFAULT_TOP_K, voting: str = "both",
     greedy_rounds: int = 50, thresholds: str = metrics.DEFAULT_THRESHOLD_METHOD, model_uris: list[str] | None = None,
+    refit_run_id: str | None = None,
 ) -> EnsembleTable:
-    """Ensembles a sweep's trials (or the trials behind registered models) and logs a run under the sweep."""
+    """Ensembles a sweep's trials (or the trials behind registered models, or with `refit_run_id` the trials of
+    a refit of the sweep) and logs a run under the sweep."""
     from visionsweep.ensemble._members import load_members, registered_members, sweep_members, without_predictions
 
-    runs, names = registered_members(client, model_uris) if model_uris else sweep_members(client, sweep_run_id)
+    trials_of = refit_run_id or sweep_run_id  # the run whose trial runs are the candidates
+    runs, names = registered_members(client, model_uris) if model_uris else sweep_members(client, trials_of)
     members = load_members(client, runs, names)
+    if refit_run_id:
+        members.sweep_run_id = sweep_run_id  # logged under the sweep, beside its other ensembles
     started = time.perf_counter()
     table = build_table(members, top_k, voting, greedy_rounds, thresholds)
-    table.left_out = [] if model_uris else without_predictions(client, sweep_run_id)
+    table.left_out = [] if model_uris else without_predictions(client, trials_of)
     table.sweep_run_id = members.sweep_run_id
+    table.refit_run_id = refit_run_id or ""
     compute_seconds = time.perf_counter() - started
     table.skipped = members.skipped
     sweep = client.get_run(members.sweep_run_id)
     tags = {TAG_PARENT: members.sweep_run_id, TAG_KIND: KIND_ENSEMBLE, TAG_VOTING: voting,
             TAG_FINAL: table.final["name"]}
+    if refit_run_id:
+        tags[TAG_REFIT] = refit_run_id
     if table.final["never_predicted"]:
         tags[TAG_NEVER_PREDICTED] = ", ".join(table.final["never_predicted"])
     run = client.create_run(sweep.info.experiment_id, run_name="ensemble", tags=tags)
@@ -297,7 +335,8 @@ def _log(client, table: EnsembleTable, members: Members, compute_seconds: float)
         (folder / ENSEMBLE_TABLE_ARTIFACT).write_text(json.dumps({
             "measure": table.measure, "best_single": table.best_single, "rows": table.rows, "methods": table.methods,
             "final": spec, "curve": table.curve, "agreement": table.agreement,
-            "members": members.run_ids, "member_names": members.names, "left_out": table.left_out,
+            "members": members.run_ids, "member_names": members.names, "member_models": members.families,
+            "final_members": table.final_members, "left_out": table.left_out,
         }, indent=1))
         (folder / ENSEMBLE_ARTIFACT).write_text(json.dumps(spec, indent=1))
         np.savez(folder / PREDICTIONS_ARTIFACT, **final_predictions(members, final), classes=np.array(members.classes))

@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 from visionsweep import tracking
 from visionsweep.ensemble.voting import centre_on_thresholds
 from visionsweep.record import (
-    KIND_TRIAL, MODEL_URI, PREDICTIONS_ARTIFACT, SPLIT_ARTIFACT, TAG_KIND, TAG_METRIC, TAG_MODE, TAG_PARENT,
+    KIND_TRIAL, MODEL_URI, PREDICTIONS_ARTIFACT, SPLIT_ARTIFACT, TAG_KIND, TAG_METRIC, TAG_MODE, TAG_MODEL, TAG_PARENT,
     TAG_PREDICTIONS, best_metric,
 )
 from visionsweep.task import Task
@@ -36,6 +36,7 @@ class Members:
     sweep_run_id: str  # the sweep the ensemble run is logged under
     load_seconds: float = 0.0
     skipped: list[str] = field(default_factory=list)  # candidates left out: non-finite predictions
+    families: list[str] = field(default_factory=list)  # each member's model (record.TAG_MODEL); empty: unknown
 
     @property
     def task(self) -> Task:
@@ -136,6 +137,7 @@ def load_members(client, runs: list, names: list[str]) -> Members:
         sweep_run_id=sweeps[0],
         load_seconds=time.perf_counter() - started,
         skipped=skipped,
+        families=[run.data.tags.get(TAG_MODEL, "") for run in runs],
     )
 
 

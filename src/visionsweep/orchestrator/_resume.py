@@ -29,9 +29,7 @@ def resume_sweep(
     client = tracking.TimedClient(tracking_uri)
     sweep_run_id = find_sweep(client, sweep)
     run = client.get_run(sweep_run_id)
-    with tempfile.TemporaryDirectory() as folder:
-        stored = yaml.safe_load(Path(client.download_artifacts(sweep_run_id, CONFIG_ARTIFACT, folder)).read_text())
-    config = parse_config(stored, folder=run.data.tags.get(TAG_CONFIG_FOLDER) or os.getcwd())
+    config = stored_config(client, sweep_run_id, run)
     state = SweepState.from_tags(run.data.tags)
     _, code_folder = load_trainable(config.trainable, config.folder)
     dataset, _, trial_data = load_data(config)
@@ -45,6 +43,14 @@ def resume_sweep(
     print(f"sweep run {sweep_run_id} resumed from {state.tune_path}", flush=True)
     return config, drive(config, state, trial_data, client, writer, logger, address, verbose, started=started,
                          resumed=True, code_folder=code_folder)
+
+
+def stored_config(client, sweep_run_id: str, run=None) -> SweepConfig:
+    """The resolved config the sweep stored when it started, with its sweep file's folder (`run`: the sweep run)."""
+    run = run or client.get_run(sweep_run_id)
+    with tempfile.TemporaryDirectory() as folder:
+        stored = yaml.safe_load(Path(client.download_artifacts(sweep_run_id, CONFIG_ARTIFACT, folder)).read_text())
+    return parse_config(stored, source=CONFIG_ARTIFACT, folder=run.data.tags.get(TAG_CONFIG_FOLDER) or os.getcwd())
 
 
 def find_sweep(client, sweep: str) -> str:

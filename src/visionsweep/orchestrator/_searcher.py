@@ -153,6 +153,25 @@ class CoordinateSearch(_PicklingSearcher):
             self.walk.tell(self.configs.pop(trial_id), None if failed else self.best.pop(trial_id, None))
 
 
+class GivenConfigs(_PicklingSearcher):
+    """Ray's side of a fixed list of trial configurations, each run once, in order (a refit's)."""
+
+    def __init__(self, configs: list[dict[str, Any]], metric: str, mode: str):
+        super().__init__(metric=metric, mode=mode)
+        self.configs = [dict(config) for config in configs]
+        self.given: dict[str, dict] = {}  # Ray trial id -> its configuration
+
+    def suggest(self, trial_id: str):
+        if trial_id not in self.given:
+            if len(self.given) == len(self.configs):
+                return Searcher.FINISHED
+            self.given[trial_id] = self.configs[len(self.given)]
+        return dict(self.given[trial_id])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # nothing is learned from a given configuration's score
+
+
 class TellStoppedTrials(tune.Callback):
     """When the time budget (search.time_budget_s) runs out, Tune stops the running trials without a hook,
     for the searcher as for callbacks. At the experiment's end this tells the searcher each such trial's last

@@ -96,14 +96,16 @@ def load_data(config: SweepConfig) -> tuple[data.Dataset, data.Split, TrialData]
 def drive(
     config: SweepConfig, state: SweepState, trial_data: TrialData, client, writer, logger, address: str | None,
     verbose: bool, callbacks=(), started: float | None = None, resumed: bool = False, code_folder: str | None = None,
+    searcher=None,
 ) -> SweepResult:
     """Runs Ray Tune over the sweep until it is done, for `run` and `resume` alike, and closes it in MLflow.
 
     `resumed`: Tune's experiment at `state.tune_path` continues (interrupted and errored trials from their last
     checkpoints, the searcher from its snapshot); `logger` holds the trial records recovered from MLflow.
+    `searcher`: what proposes the trials (default: the sweep's own search, make_searcher).
     """
     started = time.monotonic() if started is None else started
-    searcher = make_searcher(config, state)
+    searcher = searcher or make_searcher(config, state)
     # With --verbose, Ray's own tables take the terminal: progress then goes out as plain lines.
     progress = SweepProgress(
         config.search.trials, config.search.metric, config.search.mode, config.scheduler.max_epochs,

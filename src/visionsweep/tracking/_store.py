@@ -19,8 +19,8 @@ from visionsweep import __version__
 from visionsweep.config import SweepConfig, flatten
 from visionsweep.data import Dataset, Split
 from visionsweep.record import (
-    CONFIG_ARTIFACT, KIND_SWEEP, KIND_TRIAL, SPLIT_ARTIFACT, TAG_CONFIG_FOLDER, TAG_DATA_FINGERPRINT, TAG_GIT_COMMIT,
-    TAG_KIND, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_SOURCE_NAME, TAG_VERSION,
+    CONFIG_ARTIFACT, KIND_REFIT, KIND_SWEEP, KIND_TRIAL, SPLIT_ARTIFACT, TAG_CONFIG_FOLDER, TAG_DATA_FINGERPRINT,
+    TAG_GIT_COMMIT, TAG_KIND, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_SOURCE_NAME, TAG_VERSION,
 )
 
 DATABASES = {"sqlite", "postgresql", "mysql", "mssql"}  # MLflow's database stores, which make their own tables
@@ -143,6 +143,21 @@ def start_sweep(client, experiment_id: str, config: SweepConfig, dataset: Datase
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     log_bytes(client, run_id, SPLIT_ARTIFACT, buffer.getvalue())
+    return run_id
+
+
+def start_refit(client, sweep, config: SweepConfig) -> str:
+    """Creates a refit run under the `sweep` run (a Run): the refit's config, and the sweep's split and the tags
+    that rank its trials, so that its trial runs are ensembled as a sweep's are."""
+    tags = {key: sweep.data.tags[key] for key in (TAG_DATA_FINGERPRINT, TAG_METRIC, TAG_MODE) if key in sweep.data.tags}
+    tags.update({TAG_KIND: KIND_REFIT, TAG_PARENT: sweep.info.run_id, TAG_VERSION: __version__,
+                 TAG_SOURCE_NAME: "visionsweep ensemble --refit"})
+    run = client.create_run(sweep.info.experiment_id, run_name=f"refit-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
+    run_id = run.info.run_id
+    log_params(client, run_id, flatten(config))
+    client.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), CONFIG_ARTIFACT)
+    with tempfile.TemporaryDirectory() as folder:
+        client.log_artifact(run_id, client.download_artifacts(sweep.info.run_id, SPLIT_ARTIFACT, folder))
     return run_id
 
 

@@ -14,14 +14,13 @@ from visionsweep import metrics, models
 from visionsweep.outcome import Outcome, failure_of, failure_reason, trial_error, trial_outcome
 from visionsweep.record import (
     BEST_EPOCH_METRIC, ERROR_ARTIFACT, KIND_TRIAL, MODEL_SPEC_FILE, PREDICTIONS_ARTIFACT, TAG_ERROR, TAG_FAILURE_REASON, TAG_KIND,
-    TAG_NEVER_PREDICTED, TAG_NODE, TAG_NODES, TAG_OUTCOME, TAG_PARENT, TAG_PREDICTIONS, TAG_PRUNED_AT_EPOCH,
+    TAG_MODEL, TAG_NEVER_PREDICTED, TAG_NODE, TAG_NODES, TAG_OUTCOME, TAG_PARENT, TAG_PREDICTIONS, TAG_PRUNED_AT_EPOCH,
     TAG_RESTARTS, TAG_TRIAL_ID, TEST_PREFIX, TRIAL_MODEL_FOLDER, WEIGHTS_FILE, best_metric, restart_error_artifact,
 )
 from visionsweep.tracking._store import TimedClient, log_params
 from visionsweep.trainables import MODEL_FILE, PREDICTIONS_FILE, TrialData
 
 ERROR_TAG_CHARS = 5000  # MLflow tag values hold at most 8000 characters
-TAG_MODEL = "visionsweep.model"  # the trial's model: a registered name, timm/NAME or pkg.module:function
 TAG_IMPORT_PATH = "visionsweep.model.import_path"  # a user's model: where it was imported from
 TAG_SOURCE_SHA256 = "visionsweep.model.source_sha256"  # ... and the hash of its code (models.imported)
 TAG_SOURCE_FILE = "visionsweep.model.source"  # ... the file or package the driver read it from
