@@ -33,8 +33,9 @@ test: setup
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit
 
-# Benchmarks 1-5: bench/results/*.json, summary.json and the table in bench/RESULTS.md. 9 min 20 s on 2 cores
-# (2026-12-03) with one ASHA seed and the logging benchmark's Fashion-MNIST sweep; the figures in RESULTS.md
+# Benchmarks 1-5 and 9: bench/results/*.json, summary.json and the table in bench/RESULTS.md. 9 min 20 s on 2 cores
+# (2026-12-03) with one ASHA seed and the logging benchmark's Fashion-MNIST sweep, before the throughput benchmark
+# (about 3 min on a quiet machine, 5.6 at load 7) and the ask latency at 1,000 trials (1 min) joined; the figures in RESULTS.md
 # come from `make bench-full` (three ASHA seeds, about 3 minutes each, and the demo sweep's logging too: 16 min).
 ASHA_SEEDS ?= 1
 LOGGING_SWEEPS ?= fashion
