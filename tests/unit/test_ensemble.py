@@ -14,7 +14,7 @@ from visionsweep.ensemble import (
     member_agreement,
     soft_vote,
 )
-from visionsweep.ensemble._job import score_curve, validation_halves
+from visionsweep.ensemble._job import held_out_top_k, score_curve, validation_halves
 from visionsweep.ensemble.selection import Selector
 
 
@@ -132,6 +132,21 @@ def test_final_choice_on_held_out_halves_does_not_fall_for_greedy(seed):
     assert table.final["test"] > greedy["test"]
 
 
+def test_held_out_top_k_ranks_on_one_half_and_votes_on_the_other():
+    members = fake_members(members=5, rows=40)
+    halves = validation_halves(40)
+    held_out = held_out_top_k(members, [1, 5], "soft", halves)
+    task, val, labels = members.task, members.val_probs, members.val_labels
+    decided = np.empty(val.shape[1:], np.float32)
+    for part in (0, 1):
+        ranked_on, voted_on = halves == part, halves != part
+        best = max(range(5), key=lambda m: (task.scores(val[m, ranked_on], labels[ranked_on])["accuracy"], -m))
+        decided[voted_on] = val[best, voted_on]
+    assert held_out["soft"][0] == pytest.approx(task.scores(decided, labels)["accuracy"])
+    assert held_out["soft"][1] == pytest.approx(task.scores(soft_vote(val), labels)["accuracy"])  # all: as ranked
+    assert "hard" not in held_out
+
+
 def test_validation_halves_split_the_rows_evenly():
     halves = validation_halves(101)
     assert set(halves.tolist()) == {0, 1} and abs(int(halves.sum()) - 50) <= 1
@@ -221,8 +236,8 @@ def test_table_rows_methods_and_final_choice_on_validation(multilabel):
     assert [row["k"] for row in table.rows] == [1, 3, 6]
     assert table.rows[0]["soft"] == table.best_single
     assert [m["method"].split()[0] for m in table.methods] == ["greedy", "bagged", "weighted"]
-    # Chosen on validation, never on test: top-k votes by their score, fitted methods by their held-out score.
-    candidates = [r[f"val_{v}"] for r in table.rows for v in ("soft", "hard")] + [m["held_out"] for m in table.methods]
+    # Chosen on validation, never on test: by held-out scores on the validation halves.
+    candidates = [r[f"held_out_{v}"] for r in table.rows for v in ("soft", "hard")] + [m["held_out"] for m in table.methods]
     assert table.final["held_out"] == max(candidates)
     assert table.final["weights"].sum() == pytest.approx(1)
     assert (table.final["thresholds"] is not None) == multilabel

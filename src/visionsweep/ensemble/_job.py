@@ -117,9 +117,10 @@ def build_table(
     whatever fixes a few rows, noise included) and would win the choice by overfitting. So the validation rows
     are split in two halves (validation_halves); each fitted method is fitted on one half and votes on the
     other, both ways round, and every row's held-out vote is scored once: two-fold cross-validation within the
-    validation rows, the same rows and measure for every method. A top-k vote fits nothing to the rows (the
-    members' ranking comes from the sweep), so its held-out score is its validation score. The chosen method's
-    weights are then fitted on all validation rows. Out-of-bag scores were the alternative: free for the bagged
+    validation rows, the same rows and measure for every method. A top-k vote is chosen on the rows too (its
+    members are those that score best there: with hundreds of candidates, partly by luck), so for its held-out
+    score the members ranked on one half vote on the other (held_out_top_k). The chosen method's weights are
+    then fitted on all validation rows. Out-of-bag scores were the alternative: free for the bagged
     ensemble, but greedy on all rows and the fitted weights have no out-of-bag rows, and refitting them per bag
     would cost ten fits each; two halves cost one more fit each (bagging none: its bags are drawn within the
     halves).
@@ -154,16 +155,15 @@ def build_table(
 
     candidates = []  # (name, method, weights per member, thresholds, val score, held-out val score, test score)
     half = np.full(len(members.classes), 0.5, np.float32) if task.multilabel else None  # centred members vote at 0.5
-    for row in rows:
-        weights = (np.arange(count) < row["k"]).astype(np.float64)
-        # Nothing is fitted to the rows for a top-k vote: its validation score is its held-out score.
-        if "soft" in row:
-            candidates.append((f"soft top {row['label']}", "average", weights, half,
-                               row["val_soft"], row["val_soft"], row["soft"]))
-        if "hard" in row:
-            candidates.append((f"hard top {row['label']}", "hard", weights, half, row["val_hard"], row["val_hard"],
-                               row["hard"]))
     halves = validation_halves(len(y_val))
+    held_out_votes = held_out_top_k(members, [row["k"] for row in rows], voting, halves)
+    for at, row in enumerate(rows):
+        weights = (np.arange(count) < row["k"]).astype(np.float64)
+        for method, name in (("soft", "average"), ("hard", "hard")):
+            if method in row:
+                row[f"held_out_{method}"] = held_out_votes[method][at]
+                candidates.append((f"{method} top {row['label']}", name, weights, half, row[f"val_{method}"],
+                                   row[f"held_out_{method}"], row[method]))
     selector = Selector(val, y_val)
     fits = (  # each: (name, fit on the rows of a 0/1 mask, with a seed)
         (f"greedy ({greedy_rounds} rounds)", lambda mask, seed: selector.greedy(greedy_rounds, mask).astype(np.float64)),
@@ -242,35 +242,67 @@ def score_curve(
     count = len(members.val_probs)
     ks = sorted(set(np.linspace(1, count, min(points, count)).round().astype(int).tolist()) | set(extra))
     curve = {"k": ks}
+    task = members.task
+    measure = task.primary_measure
     for part, probs, labels in (("val", members.val_probs, members.val_labels),
                                 ("test", members.test_probs, members.test_labels)):
-        task = members.task
-        measure = task.primary_measure
-        rows = np.arange(probs.shape[1])
-        total = np.zeros(probs.shape[1:], dtype=np.float64)
-        votes = np.zeros(probs.shape[1:], dtype=np.float64)
-        soft, hard = [], []
-        for k, member in enumerate(probs, start=1):
-            total += member
-            if members.multilabel:
-                votes += member >= 0.5
-            else:
-                votes[rows, member.argmax(axis=1)] += 1
-            if k not in ks:
-                continue
-            if members.multilabel:
-                decided = np.where(2 * votes == k, total >= 0.5 * k, 2 * votes > k)  # a tie goes by the mean
-            else:
-                decided = votes + total / k / 2  # counts first; the mean breaks ties
-            if voting in ("soft", "both"):
-                soft.append(task.scores(total / k, labels)[measure])
-            if voting in ("hard", "both"):
-                hard.append(task.scores(decided.astype(np.float32), labels)[measure])
-        if soft:
-            curve[f"{part}_soft"] = soft
-        if hard:
-            curve[f"{part}_hard"] = hard
+        votes = top_k_votes(probs, ks, members.multilabel, voting)
+        for method in ("soft", "hard"):
+            if method in votes:
+                curve[f"{part}_{method}"] = [task.scores(decided, labels)[measure] for decided in votes[method]]
     return curve
+
+
+def top_k_votes(
+    probs: np.ndarray, ks: list[int], multilabel: bool, voting: str = "both", order=None, rows=None,
+) -> dict[str, list[np.ndarray]]:
+    """The soft and hard votes of the first k members in `order` (default: as given) on `rows` (default: all),
+    for each k of `ks` (ascending): {"soft": [scores per k], "hard": [...]}, each the decision soft_vote /
+    hard_vote makes, added up one member at a time."""
+    order = range(len(probs)) if order is None else order
+    rows = slice(None) if rows is None else rows
+    shape = probs[0, rows].shape
+    index = np.arange(shape[0])
+    total = np.zeros(shape, dtype=np.float64)
+    counts = np.zeros(shape, dtype=np.float64)
+    out = {"soft": [], "hard": []}
+    wanted = set(ks)
+    for k, member in enumerate(order, start=1):
+        scores = probs[member, rows]
+        total += scores
+        if multilabel:
+            counts += scores >= 0.5
+        else:
+            counts[index, scores.argmax(axis=1)] += 1
+        if k not in wanted:
+            continue
+        if voting in ("soft", "both"):
+            out["soft"].append((total / k).astype(np.float32))
+        if voting in ("hard", "both"):
+            if multilabel:
+                decided = np.where(2 * counts == k, total >= 0.5 * k, 2 * counts > k)  # a tie goes by the mean
+            else:
+                decided = counts + total / k / 2  # counts first; the mean breaks ties
+            out["hard"].append(decided.astype(np.float32))
+    return {method: votes for method, votes in out.items() if votes}
+
+
+def held_out_top_k(members: Members, ks: list[int], voting: str, halves: np.ndarray) -> dict[str, list[float]]:
+    """Held-out validation scores of the top-k votes, {"soft": [per k], "hard": [...]}: the members ranked by
+    their score on one half of the validation rows vote on the other half, both ways round. Ranking the members
+    by their score on the rows that then score the vote would flatter a top-k vote as fitting flatters greedy."""
+    task, val, labels = members.task, members.val_probs, members.val_labels
+    measure = task.primary_measure
+    held_out = {}
+    for part in (0, 1):
+        ranked_on, voted_on = np.flatnonzero(halves == part), np.flatnonzero(halves != part)
+        member_scores = [task.scores(val[m, ranked_on], labels[ranked_on])[measure] for m in range(len(val))]
+        order = np.argsort(-np.asarray(member_scores), kind="stable")  # ties: the sweep's ranking
+        for method, votes in top_k_votes(val, ks, members.multilabel, voting, order, voted_on).items():
+            decided = held_out.setdefault(method, [np.empty(val.shape[1:], np.float32) for _ in ks])
+            for at, vote in enumerate(votes):
+                decided[at][voted_on] = vote
+    return {method: [task.scores(d, labels)[measure] for d in decided] for method, decided in held_out.items()}
 
 
 def run_ensemble(
