@@ -27,12 +27,13 @@ demo: setup
 	@echo
 	@echo "Browse every trial:  $(BIN)/visionsweep ui   then open http://127.0.0.1:5000"
 
-# Three test files at a time (pytest-xdist; a file's tests stay together, sharing its fixtures): most of an
+# Two test files at a time (pytest-xdist; a file's tests stay together, sharing its fixtures): most of an
 # integration test's time is waiting for processes, Ray and servers to start, which overlaps well. On 2 cores
-# busy with other work (load 7-20, 2026-12-03): the integration and cluster tests one at a time 17 minutes; the
-# whole suite three files at a time 11.7.
+# busy with other work (2026-12-03): the integration and cluster tests one at a time 17 minutes (load 6-9); the
+# whole suite two files at a time 12.7 (load 8-10), three at a time 11.7 (load 10-24); but with three, at load 25,
+# Ray's fixed 30-s wait for a new node to start ran out, so two.
 test: setup
-	$(BIN)/python -m pytest -n 3 --dist loadfile tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit
