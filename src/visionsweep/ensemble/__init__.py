@@ -12,7 +12,7 @@ from visionsweep.ensemble.agreement import member_agreement
 from visionsweep.ensemble.selection import bagged_selection, fit_weights, greedy_selection
 from visionsweep.ensemble.voting import centre_on_thresholds, hard_vote, soft_vote
 
-_JOB = ("DEFAULT_TOP_K", "THRESHOLDS", "EnsembleTable", "build_table", "parse_top_k", "run_ensemble")
+_JOB = ("DEFAULT_TOP_K", "EnsembleTable", "build_table", "parse_top_k", "run_ensemble")
 
 __all__ = [*_JOB, "Members", "bagged_selection", "centre_on_thresholds", "fit_weights", "greedy_selection", "hard_vote",
            "member_agreement", "soft_vote"]

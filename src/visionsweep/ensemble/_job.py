@@ -23,7 +23,6 @@ from visionsweep.record import (
 )
 
 DEFAULT_TOP_K = ["10%", "20%", "30%", "40%", "50%", "100%"]
-THRESHOLDS = metrics.THRESHOLD_METHODS  # multi-label decisions: 0.5, or tuned on validation
 CURVE_POINTS = 100  # values of k scored for the plot
 FINAL_MEMBERS_SHOWN = 10  # the final ensemble's heaviest members listed in the printed table
 
