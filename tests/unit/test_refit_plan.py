@@ -18,6 +18,8 @@ def test_refit_runs_every_trial_to_the_full_budget_on_the_sweeps_resources():
     assert refit.resources == parse_config(SWEEP).resources
     assert refit_config(parse_config({**SWEEP, "final": {"epochs": 20}}), 6).scheduler.max_epochs == 20
     assert refit_config(parse_config(SWEEP), 6, epochs=2).scheduler.grace_period == 2  # within the budget
+    # where the sweep file's own code is looked for (a training function of your own) comes along
+    assert refit_config(parse_config(SWEEP, folder="/srv/sweeps"), 6).folder == "/srv/sweeps"
 
 
 def test_new_seeds_never_repeat_the_trials_own():

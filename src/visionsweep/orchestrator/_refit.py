@@ -100,13 +100,11 @@ def new_seeds(seed: int, count: int, repeats: int = 1) -> list[int]:
 def refit_config(config: SweepConfig, trials: int, epochs: int | None = None) -> SweepConfig:
     """The sweep's settings for a refit: `trials` trials, FIFO (each runs every epoch), no time budget."""
     epochs = epochs or config.final.epochs or config.scheduler.max_epochs
-    refit = config.model_copy(update={
+    return config.model_copy(update={  # a copy keeps the sweep file's folder
         "scheduler": config.scheduler.model_copy(update={"kind": "fifo", "max_epochs": epochs,
                                                          "grace_period": min(config.scheduler.grace_period, epochs)}),
         "search": config.search.model_copy(update={"trials": trials, "time_budget_s": None}),
     })
-    refit._folder = config.folder
-    return refit
 
 
 def stored_split_data(client, sweep, config: SweepConfig) -> TrialData:
