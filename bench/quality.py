@@ -21,14 +21,14 @@ Machine: the project's shared machine (2 cores, 24 GB, no GPU; its CPU must have
 or AMD's AVX-512 BF16: 2.45x per step on 2026-12-03 - for this recipe to train enough epochs in the hour),
 alone under /tmp/visionsweep-heavy.lock: the full mode takes the
 machine for up to an hour (`make bench-quality`, not part of `make bench`).
-Refit (--refit N, default 0): after the sweep, its N best configurations are trained again for all 12 epochs
+Refit (--refit N, default 6; 0 for none): after the sweep, its N best configurations are trained again for all 12 epochs
 (visionsweep ensemble --refit, one new seed each) and ensembled too; the final is whichever of the two final
 ensembles, the sweep's trials' or the refit's, has the better held-out validation score (test rows play no
 part), so a refit is used only where validation says it pays. Its time comes out of the sweep's: the sweep's
 time budget shrinks by ceil(N / 2) x 12 epochs x 40 s (two trials at once, the calibrated epoch plus margin).
 Runs: one sweep, one seed (--quick: digits, 3 trials of 2 epochs, top 3; checks that the script works).
 Theoretical best: not known for this budget; published CNNs without extra data reach 93-95%.
-Target: ensemble >= 93.0% and >= 0.5 points above the best single trial, all within 60 minutes.
+Target: ensemble >= 93.5% and >= 0.5 points above the best single trial, all within 60 minutes.
 """
 
 import tempfile
@@ -45,7 +45,7 @@ from visionsweep.ensemble import run_ensemble
 from visionsweep.orchestrator import refit_sweep, run_sweep
 from visionsweep.outcome import Outcome
 
-TARGET_ACCURACY = 0.93
+TARGET_ACCURACY = 0.935
 TARGET_MARGIN = 0.005  # above the best single trial
 BUDGET_SECONDS = 3600
 TOP_K = ["1", "3", "5", "10", "100%"]
@@ -82,7 +82,7 @@ def config_for(quick: bool) -> tuple[SweepConfig, str]:
 
 
 def options(parser) -> None:
-    parser.add_argument("--refit", type=int, default=0, metavar="N",
+    parser.add_argument("--refit", type=int, default=6, metavar="N",
                         help="retrain the sweep's N best configurations to the full budget and ensemble them too")
 
 
@@ -98,7 +98,8 @@ def with_refit_budget(config: SweepConfig, refit: int) -> SweepConfig:
 def main():
     args = parse_args(__doc__, options)
     config, k = config_for(args.quick)
-    config = with_refit_budget(config, args.refit)
+    refits = min(args.refit, 2) if args.quick else args.refit  # --quick: the refit path runs, on two
+    config = with_refit_budget(config, refits)
     started = time.monotonic()
     refit_table = None
     with tempfile.TemporaryDirectory() as folder:
@@ -107,8 +108,8 @@ def main():
         top_k = TOP_K if not args.quick else ["1", k, "100%"]
         sweep = run_sweep(config, uri, storage_path=f"{folder}/ray")
         table = run_ensemble(client, sweep.sweep_run_id, top_k)
-        if args.refit:
-            refit = refit_sweep(sweep.sweep_run_id, uri, args.refit, 1, storage_path=f"{folder}/ray")
+        if refits:
+            refit = refit_sweep(sweep.sweep_run_id, uri, refits, 1, storage_path=f"{folder}/ray")
             refit_table = run_ensemble(client, sweep.sweep_run_id, top_k, refit_run_id=refit.sweep_run_id)
     wall = time.monotonic() - started
     sweep_table = table
@@ -125,10 +126,10 @@ def main():
             "headline": (f"ensemble {ensemble:.4f} ({table.final['name']}"
                          f"{' of the refit' if table is refit_table else ''}) vs best single {single:.4f} "
                          f"in {wall / 60:.0f} min; top-{k} soft vote {top_k_soft:.4f}"),
-            "target": "ensemble >= 0.930 and >= best single + 0.005, <= 60 min",
+            "target": "ensemble >= 0.935 and >= best single + 0.005, <= 60 min",
             "met": met,
             "runs": f"1 sweep of {config.search.trials} trials ({config.data.dataset}), one seed"
-                    + (f", then a refit of its {args.refit} best configurations" if args.refit else ""),
+                    + (f", then a refit of its {refits} best configurations" if refits else ""),
             "dataset": config.data.dataset,
             "wall_seconds": round(wall, 1),
             "sweep_wall_seconds": round(sweep.wall_seconds, 1),
@@ -139,7 +140,7 @@ def main():
             "methods": table.methods,
             "chosen_on_validation": {key: table.final.get(key) for key in ("name", "val", "held_out", "test")},
             "refit": None if refit_table is None else {
-                "configurations": args.refit, "chosen": table is refit_table, "best_single": refit_table.best_single,
+                "configurations": refits, "chosen": table is refit_table, "best_single": refit_table.best_single,
                 "final": {key: refit_table.final.get(key) for key in ("name", "val", "held_out", "test")},
                 "sweep_final": {key: sweep_table.final.get(key) for key in ("name", "val", "held_out", "test")},
                 "final_members": refit_table.final_members},
