@@ -75,4 +75,4 @@ ui: setup
 	$(BIN)/visionsweep ui
 
 clean:
-	rm -rf mlflow.db mlartifacts mlruns ray_results test-output report-*.html
+	rm -rf mlflow.db mlflow.db-wal mlflow.db-shm mlartifacts mlruns ray_results test-output report-*.html

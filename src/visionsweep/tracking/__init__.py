@@ -18,6 +18,7 @@ from visionsweep.tracking._store import (
     start_sweep,
     sweep_run,
     trial_runs,
+    write_ahead_log,
 )
 from visionsweep.tracking._study import load_study, log_study
 from visionsweep.tracking._trial_logger import TrialLogger, TrialRecord
@@ -41,4 +42,5 @@ __all__ = [
     "start_sweep",
     "sweep_run",
     "trial_runs",
+    "write_ahead_log",
 ]
