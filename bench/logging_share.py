@@ -12,7 +12,7 @@ start, each result, trial end) are timed.
     logging_share = our MLflow seconds / sweep wall seconds            (sweep a)
     stock share   = stock callback seconds / sweep wall seconds        (sweep b)
 The sweeps: `fashion`, the ASHA benchmark's (bench/asha_efficiency.py): Fashion-MNIST, 2,000 training and
-1,000 validation images, its 7-parameter space, 16 trials of TPE + ASHA (up to 9 epochs, grace 1, 2 at
+1,000 validation images, its whole-architecture space (11 parameters), 16 trials of TPE + ASHA (up to 9 epochs, grace 1, 2 at
 once), epochs of about a second: the headline, and still far shorter epochs than a real sweep's (a full
 Fashion-MNIST epoch takes 40-100 s here); `demo`, examples/digits.yaml (16 trials, 8 x 8 digits, epochs of
 0.1-0.2 s: each trial is mostly start-up and bookkeeping), the worst case, reported beside it.
