@@ -438,9 +438,9 @@ def _find_code_beside(raw: dict, folder: Path) -> None:
     for import_path in named:
         if not isinstance(import_path, str) or ":" not in import_path:
             continue
-        top = import_path.partition(":")[0].partition(".")[0]
-        beside = (folder / top).is_dir() or (folder / f"{top}.py").is_file()
-        if beside and importlib.util.find_spec(top) is None and str(folder) not in sys.path:
+        module_name = import_path.partition(":")[0]
+        top = module_name.partition(".")[0]
+        if models.is_beside(module_name, folder) and importlib.util.find_spec(top) is None and str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
 
 

@@ -23,7 +23,7 @@ from visionsweep.models._registry import (
     register,
     without_pretrained,
 )
-from visionsweep.models.imported import UserCode, copy_code, user_code
+from visionsweep.models.imported import UserCode, copy_code, is_beside, user_code
 from visionsweep.models.pretrained import WeightsUnavailable
 from visionsweep.models.timm_models import names as timm_names
 
@@ -41,6 +41,7 @@ __all__ = [
     "builder",
     "check_params",
     "copy_code",
+    "is_beside",
     "create",
     "is_import_path",
     "is_pretrained_path",

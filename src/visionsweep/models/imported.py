@@ -95,6 +95,13 @@ def search_path() -> list[str]:
     return [p or cwd for p in sys.path]
 
 
+def is_beside(module_name: str, folder) -> bool:
+    """Whether the top-level module of `module_name` (`byo` of `byo.model`) is a package or a .py file in `folder`:
+    your code beside a sweep file, found there as Python finds a script's neighbours."""
+    top = module_name.partition(".")[0]
+    return Path(folder, top).is_dir() or Path(folder, f"{top}.py").is_file()
+
+
 def user_code(import_path: str) -> UserCode:
     """Where the model's code lives: your own code unit (with its hash), or an installed package (its version)."""
     module_name = import_path.partition(":")[0]

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from visionsweep import models
 from visionsweep.config import ConfigError, SweepConfig
 from visionsweep.outcome import check_finite
 from visionsweep.task import Task
@@ -254,8 +255,7 @@ def _import(module_name: str, folder: str | None):
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        top = module_name.partition(".")[0]
-        if not folder or err.name != top or not (Path(folder, top).is_dir() or Path(folder, top + ".py").is_file()):
+        if not folder or err.name != module_name.partition(".")[0] or not models.is_beside(module_name, folder):
             raise
     sys.path.insert(0, folder)
     return importlib.import_module(module_name)
