@@ -1,9 +1,9 @@
 """The classification task the labels make: multi-class or multi-label, and everything that differs by it.
 
 Labels are class indices (N,) for a multi-class task and a multi-hot (N, C) for a multi-label one;
-`Task.of(labels, classes)` is the one place that tells them apart. The rest of visionsweep asks the task:
-how logits become probabilities, how probabilities become decisions, which measures are scored, which
-loss fits by default, and where per-class decision thresholds come from (computed by `metrics`).
+`is_multilabel(labels)` is the one place that tells them apart (`Task.of(labels, classes)` asks it). The rest
+of visionsweep asks the task: how logits become probabilities, how probabilities become decisions, which measures
+are scored, which loss fits by default, and where per-class decision thresholds come from (computed by `metrics`).
 
     task = Task.of(data.y_train, data.classes)
     probs = task.probabilities(model(x))                        # softmax, or sigmoid per label
@@ -14,6 +14,11 @@ loss fits by default, and where per-class decision thresholds come from (compute
 import numpy as np
 
 from visionsweep import metrics
+
+
+def is_multilabel(labels) -> bool:
+    """Whether `labels` (numpy or torch) are multi-hot rows (N, C), not class indices (N,)."""
+    return np.ndim(labels) == 2
 
 
 class Task:
@@ -31,7 +36,7 @@ class Task:
     @staticmethod
     def of(labels: np.ndarray, classes) -> "Task":
         """The task of these labels: class indices (N,) are multi-class, a multi-hot (N, C) is multi-label."""
-        return (MultiLabel if np.ndim(labels) == 2 else MultiClass)(classes)
+        return (MultiLabel if is_multilabel(labels) else MultiClass)(classes)
 
     @property
     def num_classes(self) -> int:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from visionsweep.config import parse_config
-from visionsweep.task import MultiClass, MultiLabel, Task
+from visionsweep.task import MultiClass, MultiLabel, Task, is_multilabel
 from visionsweep.trainables import MODEL_FILE, PREDICTIONS_FILE, Trial, TrialData
 
 
@@ -17,6 +17,7 @@ def test_the_labels_decide_the_task_and_the_task_decides_the_rest():
     multiclass = Task.of(np.array([0, 2, 1]), ["a", "b", "c"])
     multilabel = Task.of(np.array([[1, 0, 1]]), ["a", "b", "c"])
     assert isinstance(multiclass, MultiClass) and isinstance(multilabel, MultiLabel)
+    assert is_multilabel(torch.zeros(2, 3)) and not is_multilabel(torch.zeros(2, dtype=torch.long))  # tensors too
     logits = torch.tensor([[2.0, 0.0, -2.0]])
     assert multiclass.probabilities(logits).sum().item() == pytest.approx(1.0)
     assert multilabel.probabilities(logits)[0, 0].item() == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from visionsweep.errors import ConfigError
+from visionsweep.task import is_multilabel
 
 
 class DataError(ConfigError):
@@ -39,7 +40,7 @@ class Dataset:
 
     @property
     def multilabel(self) -> bool:
-        return self.labels.ndim == 2
+        return is_multilabel(self.labels)
 
     @property
     def num_classes(self) -> int:
@@ -76,7 +77,7 @@ class Listing:
 
     @property
     def multilabel(self) -> bool:
-        return self.labels.ndim == 2
+        return is_multilabel(self.labels)
 
     def counts(self) -> dict[str, int]:
         """Rows per class (multi-class) or per label (multi-label)."""

@@ -5,6 +5,7 @@ import numpy as np
 
 from visionsweep.data._dataset import DataError, Dataset, Listing
 from visionsweep.data._files import list_dataset, load_files
+from visionsweep.task import is_multilabel
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {}
 
@@ -96,7 +97,7 @@ def _labels_in(classes: tuple[str, ...], multilabel: bool, labels: np.ndarray, t
     unknown = sorted(set(their_classes) - set(classes))
     if unknown:
         raise DataError(f"data.test_dataset has classes the training data lacks: {', '.join(unknown)}")
-    if multilabel != (labels.ndim == 2):
+    if multilabel != is_multilabel(labels):
         raise DataError("data.test_dataset must be multi-label exactly when data.dataset is")
     column = np.array([classes.index(c) for c in their_classes], np.int64)
     if not multilabel:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from visionsweep.data._dataset import DataError, Dataset
+from visionsweep.task import is_multilabel
 
 # scikit-learn and scikit-multilearn are imported where a split is made: importing them takes about 0.8 s,
 # which trial processes (they import visionsweep.data for augmentation, never to split) need not pay.
@@ -63,7 +64,7 @@ def check_split(
     given test set's rows count for test only). Multi-class data also needs two classes, and each part at
     least one row per class.
     """
-    multilabel = labels.ndim == 2
+    multilabel = is_multilabel(labels)
     kind = "label" if multilabel else "class"
     if multilabel and not classes:
         raise DataError("data.dataset: no labels; a multi-label dataset needs one label or more")
@@ -122,7 +123,7 @@ def _iterative_split(rows, labels, share, seed):
 
 def _assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     """The fold of each row: stratified k-fold, iterative for multi-label labels."""
-    if labels.ndim == 2:
+    if is_multilabel(labels):
         from skmultilearn.model_selection import IterativeStratification
 
         splitter = IterativeStratification(n_splits=k, order=1)

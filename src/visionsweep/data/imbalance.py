@@ -2,10 +2,12 @@
 
 import numpy as np
 
+from visionsweep.task import is_multilabel
+
 
 def label_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Training rows per class (multi-class) or per label (multi-label)."""
-    if labels.ndim == 2:
+    if is_multilabel(labels):
         return labels.sum(axis=0).astype(np.float64)
     return np.bincount(labels, minlength=num_classes).astype(np.float64)
 
@@ -18,7 +20,7 @@ def loss_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     counts = label_counts(labels, num_classes)
     present = counts > 0
     weights = np.ones(num_classes)
-    if labels.ndim == 2:
+    if is_multilabel(labels):
         weights[present] = (len(labels) - counts[present]) / counts[present]
     else:
         # Imported here: scikit-learn takes 0.8 s to import, which a trial process without class weights need not pay.
@@ -34,7 +36,7 @@ def sample_weights(labels: np.ndarray, num_classes: int, power: float) -> np.nda
 
     Multi-label rows with no label count as one more group (\"no label\") of their own.
     """
-    if labels.ndim == 1:
+    if not is_multilabel(labels):
         return label_counts(labels, num_classes)[labels] ** -power
     counts = label_counts(labels, num_classes)
     unlabelled = ~labels.any(axis=1)

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from visionsweep.task import is_multilabel
+
 
 def member_agreement(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
     """(members, members) matrices over the rows of `probs` (members, rows, classes).
@@ -11,7 +13,7 @@ def member_agreement(probs: np.ndarray, labels: np.ndarray, threshold: float = 0
     is never or always wrong).
     """
     members = len(probs)
-    if labels.ndim == 1:
+    if not is_multilabel(labels):
         decided = probs.argmax(axis=2).astype(np.int16)
         errors = decided != labels
     else:

@@ -6,6 +6,8 @@ or a multi-hot (rows, classes) for multi-label.
 
 import numpy as np
 
+from visionsweep.task import is_multilabel
+
 CANDIDATE_ROWS = 2048  # contested rows scored at once in a greedy round: bounds the (members, rows, classes) buffer
 MEMBER_CHUNK = 32  # members whose per-row margins are computed at once: bounds the copy it needs
 BAGS = 10  # bagged selection: bootstrap samples of the validation rows
@@ -48,7 +50,7 @@ class Selector:
 
     def __init__(self, val_probs: np.ndarray, val_labels: np.ndarray):
         self.probs, self.labels = val_probs, val_labels
-        self.multilabel = val_labels.ndim == 2
+        self.multilabel = is_multilabel(val_labels)
         members, rows = val_probs.shape[:2]
         if self.multilabel:
             # per cell: the most any member adds
@@ -176,7 +178,7 @@ def fit_weights(val_probs: np.ndarray, val_labels: np.ndarray, iterations: int =
 def truth_probabilities(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Each member's probability of the truth, (members, rows, 1) or, multi-label, of each label's 0/1 value
     (members, rows, classes)."""
-    if labels.ndim == 1:
+    if not is_multilabel(labels):
         return probs[:, np.arange(len(labels)), labels][:, :, None]
     return np.where(labels.astype(bool)[None], probs, 1 - probs)
 

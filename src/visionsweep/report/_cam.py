@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from visionsweep.task import is_multilabel
+
 
 def target_layer(model: nn.Module, example: torch.Tensor, name: str | None = None) -> tuple[str, nn.Module]:
     """The layer to explain: `name` (a key of model.named_modules()), else the last one with a spatial 4-D output."""
@@ -98,7 +100,7 @@ def pick_examples(labels: np.ndarray, probs: np.ndarray, classes: list[str], thr
     whichever the model was surer of (map for c).
     """
     examples = []
-    if labels.ndim == 1:
+    if not is_multilabel(labels):
         predicted = probs.argmax(axis=1)
         for c, name in enumerate(classes):
             right = np.flatnonzero((labels == c) & (predicted == c))

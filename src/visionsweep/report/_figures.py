@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from visionsweep import metrics
+from visionsweep.task import is_multilabel
 
 MONTAGE_IMAGES = 24  # test images in the error montage
 MONTAGE_COLUMNS = 8
@@ -221,7 +222,7 @@ def f1_bars(rows: list[dict]) -> Figure:
 
 def worst_rows(labels: np.ndarray, probs: np.ndarray, count: int, threshold=0.5) -> np.ndarray:
     """Test rows with the most wrong labels, surest mistakes first; only rows with at least one."""
-    if labels.ndim == 1:
+    if not is_multilabel(labels):
         wrong = (probs.argmax(axis=1) != labels).astype(int)
         sureness = probs.max(axis=1)
     else:
@@ -237,17 +238,18 @@ def error_montage(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, cla
     rows = worst_rows(labels, probs, MONTAGE_IMAGES, threshold)
     if not len(rows):
         return None
+    multilabel = is_multilabel(labels)
     figure, axes = _image_grid(len(rows), MONTAGE_COLUMNS, (1.6, 2.1))
     for ax, row in zip(axes, rows):
         _show(ax, images[row])
-        true, predicted = _names(labels[row], probs[row], classes, threshold)
+        true, predicted = _names(labels[row], probs[row], classes, multilabel, threshold)
         ax.set_title(f"true: {true}\npred: {predicted}", fontsize=7, color="tab:red")
     figure.tight_layout()
     return figure
 
 
-def _names(label, probs, classes, threshold=0.5) -> tuple[str, str]:
-    if np.ndim(label) == 0:
+def _names(label, probs, classes, multilabel: bool, threshold=0.5) -> tuple[str, str]:
+    if not multilabel:
         guess = int(probs.argmax())
         return classes[int(label)], f"{classes[guess]} ({probs[guess]:.2f})"
 
