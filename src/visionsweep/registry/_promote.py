@@ -133,15 +133,17 @@ def promote(client, candidate: Candidate, name: str, alias: str = "champion", fo
 
 def _bundle(client, candidate: Candidate, folder: Path) -> dict:
     """The pyfunc's artifact folder: every member's trained model plus the ensemble spec."""
+    from visionsweep.models import ModelSpec  # imported where needed, as in _pyfunc: the models take 2 s to import
+
     folder.mkdir()
     members, shapes = [], set()
     for index, member in enumerate(candidate.members):
         target = folder / f"member{index}"
         downloaded = client.download_artifacts(member["run_id"], TRIAL_MODEL_FOLDER, str(folder))
         shutil.move(downloaded, target)
-        shape = json.loads((target / MODEL_SPEC_FILE).read_text())
-        shapes.add((shape["shape"]["image_size"], shape["shape"]["in_channels"]))
-        classes, multilabel = shape["classes"], shape["shape"]["multilabel"]
+        member_spec = ModelSpec.read(target)
+        shapes.add((member_spec.shape["image_size"], member_spec.shape["in_channels"]))
+        classes, multilabel = member_spec.classes, member_spec.shape["multilabel"]
         members.append({"folder": target.name, **member})
     if len(shapes) > 1:
         raise LookupError(f"members expect different image sizes/channels {sorted(shapes)}: they cannot share inputs")
@@ -164,10 +166,13 @@ def signature(spec: dict) -> ModelSignature:
 
 
 def _member_code(bundle: Path, spec: dict) -> list[str]:
-    """The user model code the members carry (a trial's copy, see tracking): one copy of each module or package."""
+    """The user model code the members carry (a trial's copy, see models.save_trained): one copy of each module or
+    package."""
+    from visionsweep.models import ModelSpec
+
     found: dict[str, tuple[str, str]] = {}  # top-level name -> (sha256, path)
     for member in spec["members"]:
-        code = json.loads((bundle / member["folder"] / MODEL_SPEC_FILE).read_text()).get("code")
+        code = ModelSpec.read(bundle / member["folder"]).code
         if not code:
             continue
         path = bundle / member["folder"] / code["path"]

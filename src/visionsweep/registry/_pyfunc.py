@@ -10,45 +10,33 @@ not Ray: it is what a served model imports.
 """
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from visionsweep.ensemble.voting import centre_on_thresholds, hard_vote, soft_vote
-
-from visionsweep.record import MODEL_SPEC_FILE, TRIAL_MODEL_FOLDER, WEIGHTS_FILE
+from visionsweep.record import TRIAL_MODEL_FOLDER
 
 SPEC_FILE = "classifier.json"  # method, members with weights and folders, thresholds, classes, preprocessing
 PREDICT_BATCH = 256  # images per forward pass
 
 
 class Member:
-    """One trained model with its own normalisation."""
+    """One trained model (`models.load_trained`: built, weights loaded, with its normalisation) in the ensemble."""
 
     def __init__(self, folder: Path, centre: list[float] | None = None):
+        # Imported here: the models (timm among them) take 2 s to import, which `import visionsweep.registry` skips.
         from visionsweep import models
 
         self.centre = centre  # multi-label ensemble member: its own thresholds, moved to 0.5 before voting
-        spec = json.loads((folder / MODEL_SPEC_FILE).read_text())
-        self.multilabel = spec["shape"]["multilabel"]
-        if spec.get("code") and models.is_import_path(spec["model"]):
-            # A user's model: the copy of its code the trial ran with (a promoted model also has it on sys.path
-            # through MLflow's code_paths; a trial's model loaded for a report has only this copy).
-            root = str(folder / Path(spec["code"]["path"]).parent)
-            if root not in sys.path:
-                sys.path.append(root)
-        self.model = models.create(spec["model"], **spec["shape"], **models.without_pretrained(spec["params"]))
-        self.model.load_state_dict(torch.load(folder / WEIGHTS_FILE, weights_only=True))
-        self.model.eval()
-        self.mean = torch.tensor(spec["normalization"]["mean"])[:, None, None]
-        self.std = torch.tensor(spec["normalization"]["std"])[:, None, None]
+        self.trained = models.load_trained(folder)
+        self.model = self.trained.model
+        self.multilabel = self.trained.spec.shape["multilabel"]
 
     def inputs(self, images: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, C) -> the model's input (N, C, H, W), normalised as in training."""
-        x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255)
-        return (x - self.mean) / self.std
+        return self.trained.inputs(images)
 
     @torch.no_grad()
     def probabilities(self, images: np.ndarray) -> np.ndarray:

@@ -13,9 +13,9 @@ from ray.tune.result import EXPR_RESULT_FILE
 from visionsweep import metrics, models
 from visionsweep.outcome import Outcome, failure_of, failure_reason, trial_error, trial_outcome
 from visionsweep.record import (
-    BEST_EPOCH_METRIC, ERROR_ARTIFACT, KIND_TRIAL, MODEL_SPEC_FILE, PREDICTIONS_ARTIFACT, TAG_ERROR, TAG_FAILURE_REASON, TAG_KIND,
+    BEST_EPOCH_METRIC, ERROR_ARTIFACT, KIND_TRIAL, PREDICTIONS_ARTIFACT, TAG_ERROR, TAG_FAILURE_REASON, TAG_KIND,
     TAG_MODEL, TAG_NEVER_PREDICTED, TAG_NODE, TAG_NODES, TAG_OUTCOME, TAG_PARENT, TAG_PREDICTIONS, TAG_PRUNED_AT_EPOCH,
-    TAG_RESTARTS, TAG_TRIAL_ID, TEST_PREFIX, TRIAL_MODEL_FOLDER, WEIGHTS_FILE, best_metric, restart_error_artifact,
+    TAG_RESTARTS, TAG_TRIAL_ID, TEST_PREFIX, TRIAL_MODEL_FOLDER, best_metric, restart_error_artifact,
 )
 from visionsweep.tracking._store import TimedClient, log_params
 from visionsweep.trainables import MODEL_FILE, PREDICTIONS_FILE, TrialData
@@ -25,7 +25,6 @@ TAG_IMPORT_PATH = "visionsweep.model.import_path"  # a user's model: where it wa
 TAG_SOURCE_SHA256 = "visionsweep.model.source_sha256"  # ... and the hash of its code (models.imported)
 TAG_SOURCE_FILE = "visionsweep.model.source"  # ... the file or package the driver read it from
 TAG_PACKAGE_VERSION = "visionsweep.model.package_version"  # ... or the version of the package it is installed from
-CODE_FOLDER = "code"  # in the trained model's folder: a copy of the user's model code, to rebuild it anywhere
 
 
 @dataclass
@@ -216,7 +215,8 @@ class TrialLogger(tune.Callback):
                     record.never_predicted = metrics.never_predicted(test_probs, task.classes, thresholds)
                     Path(upload, PREDICTIONS_ARTIFACT).write_bytes(path.read_bytes())
             if Path(folder, MODEL_FILE).exists():
-                self._write_model(Path(upload, TRIAL_MODEL_FOLDER), Path(folder, MODEL_FILE), config)
+                models.save_trained(Path(upload, TRIAL_MODEL_FOLDER), Path(folder, MODEL_FILE),
+                                    self._model_spec(config))
             if any(Path(upload).iterdir()):
                 self.client.log_artifacts(record.run_id, upload)  # one call for predictions and model
         self.client.set_tag(record.run_id, TAG_PREDICTIONS, "stored" if record.test_scores else "none")
@@ -229,24 +229,13 @@ class TrialLogger(tune.Callback):
         now = int(time.time() * 1000)
         self.client.log_batch(record.run_id, metrics=[Metric(k, float(v), now, best_epoch) for k, v in final.items()])
 
-    def _write_model(self, folder: Path, weights_file: Path, config: dict) -> None:
-        folder.mkdir()
-        (folder / WEIGHTS_FILE).write_bytes(weights_file.read_bytes())
+    def _model_spec(self, config: dict) -> models.ModelSpec | None:
+        """What rebuilds the trial's model around its weights; None for your training function's own model with no
+        builder named for it (only the weights can be kept)."""
         if self.sweep.trainable and "model" not in self.sweep.model_fields_set:
-            return  # your training function's model, and no builder named for it: only the weights can be kept
-        model = self.sweep.trial_model(config)
-        spec = {
-            "model": model,
-            "params": self.sweep.trial_settings(config)[1],
-            "shape": self.data.model_shape,
-            "classes": list(self.data.classes),
-            "normalization": self.data.normalization,  # per-channel mean and std on the 0..1 scale
-        }
-        if models.is_import_path(model) and (code := models.user_code(model)).unit is not None:
-            # The user's code goes with the weights: a promoted model rebuilds from this copy (MLflow code_paths).
-            copied = models.copy_code(code.unit, folder / CODE_FOLDER)
-            spec["code"] = {"path": str(copied.relative_to(folder)), "sha256": code.sha256}
-        (folder / MODEL_SPEC_FILE).write_text(json.dumps(spec, indent=1))
+            return None
+        return models.ModelSpec(self.sweep.trial_model(config), self.sweep.trial_settings(config)[1],
+                                self.data.model_shape, list(self.data.classes), self.data.normalization)
 
     def close_open_runs(self) -> None:
         """Closes, as KILLED, the runs of trials that never ended (an interrupted or crashed sweep)."""

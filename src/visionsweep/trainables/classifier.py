@@ -56,26 +56,26 @@ class EpochRun:
 class Preprocess:
     """uint8 images -> the model's input on the device: 0..1 floats, augmented (training batches), normalised.
 
-    Training images stay uint8 (N, C, H, W), a quarter of float's memory: each batch becomes 0..1 floats,
-    is augmented on that scale, then normalised. Validation and test images are normalised once. The mean and
-    std tensors are made once: a copy to a GPU per batch waits for it.
+    Training images stay uint8 (N, C, H, W) (`models.channels_first`), a quarter of float's memory: each batch
+    becomes 0..1 floats, is augmented on that scale, then normalised. Validation and test images are normalised
+    once. The conversion and normalisation are those of `models.Normalization`, which a trained model is served
+    with too.
     """
 
     def __init__(self, normalization: dict, augmenter: Augmenter, device: torch.device):
-        self.mean = torch.tensor(normalization["mean"], device=device)[:, None, None]
-        self.std = torch.tensor(normalization["std"], device=device)[:, None, None]
+        self.normalize = models.Normalization(normalization, device)
         self.augmenter, self.device = augmenter, device
 
     def images(self, images: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, C) -> normalised float (N, C, H, W) on the device."""
-        x = torch.as_tensor(np.array(images), device=self.device).permute(0, 3, 1, 2).float().div_(255)
-        return (x - self.mean) / self.std
+        return self.normalize.inputs(images)
 
     def batch(self, images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = images.float().div_(255)
+        """A uint8 (N, C, H, W) training batch -> the model's input, augmented, with its (mixed) target."""
+        images = models.unit_scale(images)
         if self.augmenter.active:
             images, target = self.augmenter(images, target)
-        return (images - self.mean) / self.std, target
+        return self.normalize(images), target
 
 
 @dataclass
@@ -107,7 +107,7 @@ class Fold:
 
     def __init__(self, rows: Rows, recipe: TrainConfig, task: Task, preprocess: Preprocess, copies: int):
         device = preprocess.device
-        x_train = torch.as_tensor(np.array(rows.x_train), device=device).permute(0, 3, 1, 2)
+        x_train = models.channels_first(rows.x_train, device)
         y_train = torch.as_tensor(np.array(rows.y_train), device=device)
         self.x_train, self.y_train = offline_copies(x_train, y_train, preprocess.augmenter, copies)
         self.x_val = preprocess.images(rows.x_val)
